@@ -1,0 +1,12 @@
+//! Timely operators and the logics they run.
+//!
+//! - [`by_epoch`]: the one stateful operator, driving an [`by_epoch::EpochLogic`] per
+//!   completed epoch with the watermark;
+//! - [`sessions`]: session windows per user;
+//! - [`windows`]: tumbling windows per group, for any [`windows::WindowAggregate`];
+//! - [`aggregates`]: traffic, product stats, funnel and conversion.
+
+pub mod aggregates;
+pub mod by_epoch;
+pub mod sessions;
+pub mod windows;

@@ -1,0 +1,148 @@
+//! The rows of the result tables (CONTRACT §4) as the dataflow produces them, and the
+//! [`Change`] records the sink receives.
+//!
+//! Rows hold only integers and strings (money in cents, durations in milliseconds) so
+//! that they compare exactly; the sink derives rates, seconds and decimals when it writes.
+//! Owns no logic beyond those derived figures.
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Event, EventType, Reason};
+use crate::ingest::Counts;
+use crate::time::Millis;
+
+/// Counts of events by type, indexed by [`EventType::index`].
+pub type TypeCounts = [i64; 7];
+
+/// One row of `sessions`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SessionRow {
+    pub user_id: String,
+    pub session_start: Millis,
+    pub session_end: Millis,
+    pub counts: TypeCounts,
+    pub units: i64,
+    pub revenue_cents: i64,
+    pub landing_page: String,
+    pub exit_page: String,
+    pub device: String,
+    pub country: String,
+    pub referrer: String,
+    pub funnel_step: u8,
+    pub is_final: bool,
+}
+
+impl SessionRow {
+    pub fn event_count(&self) -> i64 {
+        self.counts.iter().sum()
+    }
+    pub fn count(&self, t: EventType) -> i64 {
+        self.counts[t.index()]
+    }
+    pub fn converted(&self) -> bool {
+        self.count(EventType::Purchase) > 0
+    }
+    pub fn bounced(&self) -> bool {
+        self.event_count() == 1
+    }
+    pub fn cart_abandoned(&self) -> bool {
+        self.count(EventType::AddToCart) > 0 && !self.converted()
+    }
+    pub fn duration_ms(&self) -> i64 {
+        self.session_end - self.session_start
+    }
+}
+
+/// One row of `traffic`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TrafficRow {
+    pub window_start: Millis,
+    pub window_end: Millis,
+    pub counts: TypeCounts,
+    pub active_users: i64,
+    pub revenue_cents: i64,
+    pub is_final: bool,
+}
+
+/// One row of `product_stats`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ProductRow {
+    pub window_start: Millis,
+    pub window_end: Millis,
+    pub product_id: String,
+    pub category: String,
+    pub views: i64,
+    pub cart_adds: i64,
+    pub cart_removes: i64,
+    pub purchases: i64,
+    pub units: i64,
+    pub revenue_cents: i64,
+    pub is_final: bool,
+}
+
+/// One row of `funnel`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct FunnelRow {
+    pub window_start: Millis,
+    pub window_end: Millis,
+    pub sessions: i64,
+    pub product_view_sessions: i64,
+    pub cart_sessions: i64,
+    pub checkout_sessions: i64,
+    pub purchase_sessions: i64,
+    /// Sessions with `cart_adds > 0`: the denominator of the abandonment rate.
+    pub sessions_with_cart_adds: i64,
+    pub abandoned_sessions: i64,
+    pub bounced_sessions: i64,
+    pub total_duration_ms: i64,
+    pub revenue_cents: i64,
+    pub is_final: bool,
+}
+
+/// One row of `conversion`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ConversionRow {
+    pub window_start: Millis,
+    pub window_end: Millis,
+    pub dimension: String,
+    pub value: String,
+    pub sessions: i64,
+    pub converted_sessions: i64,
+    pub revenue_cents: i64,
+    pub is_final: bool,
+}
+
+/// A message that ended in `dead_letters`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub received_at: Millis,
+    /// Where the message came from, e.g. `file:events.jsonl:17`.
+    pub source: String,
+    pub reason: Reason,
+    pub detail: String,
+    pub payload: String,
+}
+
+/// What a source did during one epoch: its running totals and its watermark at the end.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SourceProgress {
+    /// Which source partition this is, e.g. `file:events.jsonl`.
+    pub source: String,
+    pub counts: Counts,
+    pub watermark: Millis,
+    pub max_event_time: Option<Millis>,
+}
+
+/// Everything the sink writes, as updates `(Change, epoch, diff)`: a row with diff +1 is
+/// the current version of its key, −1 retracts a version written before.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Change {
+    Event(Event),
+    Session(SessionRow),
+    Traffic(TrafficRow),
+    Product(ProductRow),
+    Funnel(FunnelRow),
+    Conversion(ConversionRow),
+    DeadLetter(DeadLetter),
+    Progress(SourceProgress),
+}
