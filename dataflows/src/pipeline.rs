@@ -13,15 +13,20 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 
+use differential_dataflow::input::{Input as _, InputSession};
 use differential_dataflow::VecCollection;
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::Input as _;
+use timely::dataflow::{InputHandle, Scope};
 
 use crate::event::Event;
 use crate::operators::aggregates::{dimensions, Conversion, Funnel, Hit, ProductHit, ProductStats, SessionOutcome, Traffic};
 use crate::operators::by_epoch::{ByEpoch, Watermarks};
 use crate::operators::sessions::{Click, Sessionize};
 use crate::operators::windows::Windowed;
-use crate::rows::Change;
+use crate::ingest::{Admission, Ingest};
+use crate::rows::{Change, DeadLetter};
 use crate::time::{window_start, Millis};
 
 /// The knobs of CONTRACT §2–3, in milliseconds.
@@ -91,4 +96,60 @@ pub fn clickstream<'scope>(
         funnel.map(Change::Funnel),
         conversion.map(Change::Conversion),
     ])
+}
+
+/// The handles a source feeds: accepted events, the records that bypass aggregation
+/// (dead letters, progress), and the watermark at the end of each epoch.
+pub struct Inputs {
+    events: InputSession<u64, Event, isize>,
+    records: InputSession<u64, Change, isize>,
+    watermarks: InputHandle<u64, CapacityContainerBuilder<Vec<(u64, Millis)>>>,
+}
+
+impl Inputs {
+    /// The epoch being filled.
+    pub fn epoch(&self) -> u64 {
+        *self.events.time()
+    }
+
+    /// An accepted event (see [`crate::ingest::Ingest`]).
+    pub fn accept(&mut self, event: Event) {
+        self.events.insert(event);
+    }
+
+    /// Decides one message with `ingest` and feeds the outcome: an accepted event, a
+    /// dead letter from `source()` (called only then), or nothing for a duplicate.
+    pub fn admit(&mut self, ingest: &mut Ingest, bytes: &[u8], now: Millis, source: impl FnOnce() -> String) {
+        match ingest.admit(bytes, now) {
+            Admission::Accepted(event) => self.accept(event),
+            Admission::Duplicate => {}
+            Admission::Rejected(rejection) => self.record(Change::DeadLetter(DeadLetter::new(source(), rejection, bytes, now))),
+        }
+    }
+
+    /// A dead letter or progress record, written with this epoch's rows.
+    pub fn record(&mut self, change: Change) {
+        self.records.insert(change);
+    }
+
+    /// Ends the current epoch with the watermark as of its end and opens the next one.
+    /// A source that has nothing to say still ends epochs, so that frontiers advance.
+    pub fn end_epoch(&mut self, watermark: Millis) {
+        let epoch = self.epoch();
+        self.watermarks.send((epoch, watermark));
+        self.events.advance_to(epoch + 1);
+        self.records.advance_to(epoch + 1);
+        self.watermarks.advance_to(epoch + 1);
+        self.events.flush();
+        self.records.flush();
+    }
+}
+
+/// Builds the graph with its inputs: what every source and every test feeds.
+pub fn build<'scope>(scope: Scope<'scope, u64>, settings: Settings) -> (Inputs, VecCollection<'scope, u64, Change>) {
+    let (events, event_collection) = scope.new_collection();
+    let (records, record_collection) = scope.new_collection();
+    let (watermarks, watermark_stream) = scope.new_input();
+    let changes = clickstream(event_collection, watermark_stream, settings).concat(record_collection);
+    (Inputs { events, records, watermarks }, changes)
 }

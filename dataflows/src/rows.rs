@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Event, EventType, Reason};
+use crate::event::{Event, EventType, Reason, Rejection, OVERSIZED_PAYLOAD_KEPT};
 use crate::ingest::Counts;
 use crate::time::Millis;
 
@@ -121,6 +121,17 @@ pub struct DeadLetter {
     pub reason: Reason,
     pub detail: String,
     pub payload: String,
+}
+
+impl DeadLetter {
+    /// The dead letter of a rejected message. The payload is the message as text
+    /// (invalid UTF-8 replaced, NUL bytes dropped: PostgreSQL text holds neither), cut to
+    /// its first KiB when the message was `oversized`.
+    pub fn new(source: String, rejection: Rejection, bytes: &[u8], received_at: Millis) -> Self {
+        let kept = if rejection.reason == Reason::Oversized { &bytes[..bytes.len().min(OVERSIZED_PAYLOAD_KEPT)] } else { bytes };
+        let payload = String::from_utf8_lossy(kept).replace('\0', "");
+        DeadLetter { received_at, source, reason: rejection.reason, detail: rejection.detail, payload }
+    }
 }
 
 /// What a source did during one epoch: its running totals and its watermark at the end.

@@ -1,0 +1,317 @@
+//! The test oracle: every table of CONTRACT.md computed from a whole bounded input as a
+//! plain batch job (sort, group, count), written apart from the dataflow's operators.
+//!
+//! It shares only message validation (`parse_event`, tested on its own) and the row
+//! types with `dataflows`; admission, sessions, funnels and windows are computed here
+//! again, the simple way. All rows are final, as after a bounded input ends.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use dataflows::event::{parse_event, Event, EventType, Reason};
+use dataflows::pipeline::Settings;
+use dataflows::rows::{Change, ConversionRow, FunnelRow, ProductRow, SessionRow, TrafficRow};
+use dataflows::time::Millis;
+
+/// The tables, keyed as in PostgreSQL.
+#[derive(Debug, Default, PartialEq)]
+pub struct Tables {
+    pub events: BTreeMap<String, Event>,
+    pub sessions: BTreeMap<(String, Millis), SessionRow>,
+    pub traffic: BTreeMap<Millis, TrafficRow>,
+    pub products: BTreeMap<(Millis, String), ProductRow>,
+    pub funnel: BTreeMap<Millis, FunnelRow>,
+    pub conversion: BTreeMap<(Millis, String, String), ConversionRow>,
+    /// Dead letters by input line number (1-based) with their reason.
+    pub dead_letters: BTreeMap<usize, Reason>,
+    pub duplicates: u64,
+}
+
+/// Computes every table from the messages of one partition, in order.
+pub fn compute(messages: &[Vec<u8>], watermark_delay: Millis, settings: Settings, now: Millis) -> Tables {
+    let mut t = Tables::default();
+    let mut max_time: Option<Millis> = None;
+    let mut seen = HashSet::new();
+    for (line, bytes) in (1..).zip(messages) {
+        let event = match parse_event(bytes, now) {
+            Ok(e) => e,
+            Err(r) => {
+                t.dead_letters.insert(line, r.reason);
+                continue;
+            }
+        };
+        if max_time.is_some_and(|m| event.event_time < m - watermark_delay) {
+            t.dead_letters.insert(line, Reason::Late);
+        } else if !seen.insert(event.event_id.clone()) {
+            t.duplicates += 1;
+        } else {
+            max_time = Some(max_time.map_or(event.event_time, |m| m.max(event.event_time)));
+            t.events.insert(event.event_id.clone(), event);
+        }
+    }
+    t.sessions = sessions(&t.events, settings.session_gap);
+    t.traffic = traffic(&t.events, settings.traffic_window);
+    t.products = products(&t.events, settings.stats_window);
+    t.funnel = funnel(&t.sessions, settings.stats_window);
+    t.conversion = conversion(&t.sessions, settings.stats_window);
+    t
+}
+
+fn start_of(t: Millis, len: Millis) -> Millis {
+    t - t.rem_euclid(len)
+}
+
+fn sessions(events: &BTreeMap<String, Event>, gap: Millis) -> BTreeMap<(String, Millis), SessionRow> {
+    let mut by_user: HashMap<&str, Vec<&Event>> = HashMap::new();
+    for e in events.values() {
+        by_user.entry(&e.user_id).or_default().push(e);
+    }
+    let mut out = BTreeMap::new();
+    for (user, mut evs) in by_user {
+        evs.sort_by(|a, b| (a.event_time, &a.event_id).cmp(&(b.event_time, &b.event_id)));
+        let mut current: Vec<&Event> = Vec::new();
+        for e in evs {
+            if let Some(last) = current.last() {
+                if e.event_time - last.event_time >= gap {
+                    let row = session(user, &current);
+                    out.insert((user.to_owned(), row.session_start), row);
+                    current.clear();
+                }
+            }
+            current.push(e);
+        }
+        let row = session(user, &current);
+        out.insert((user.to_owned(), row.session_start), row);
+    }
+    out
+}
+
+fn session(user: &str, evs: &[&Event]) -> SessionRow {
+    let count = |t: EventType| evs.iter().filter(|e| e.event_type == t).count() as i64;
+    let purchases: Vec<&&Event> = evs.iter().filter(|e| e.event_type == EventType::Purchase).collect();
+    // Ordered funnel: walk the steps, each at or after the time of the previous one.
+    let mut step = 1u8;
+    let mut at = evs[0].event_time;
+    for wanted in [EventType::ProductView, EventType::AddToCart, EventType::BeginCheckout, EventType::Purchase] {
+        let hit = evs.iter().filter(|e| e.event_type == wanted && e.event_time >= at).map(|e| e.event_time).min();
+        let Some(time) = hit else { break };
+        at = time;
+        step += 1;
+    }
+    let first = evs[0];
+    let last = evs[evs.len() - 1];
+    SessionRow {
+        user_id: user.to_owned(),
+        session_start: first.event_time,
+        session_end: last.event_time,
+        counts: EventType::ALL.map(count),
+        units: purchases.iter().map(|e| e.quantity.unwrap()).sum(),
+        revenue_cents: purchases.iter().map(|e| e.price_cents.unwrap() * e.quantity.unwrap()).sum(),
+        landing_page: first.page.clone(),
+        exit_page: last.page.clone(),
+        device: first.device.clone(),
+        country: first.country.clone(),
+        referrer: first.referrer.clone(),
+        funnel_step: step,
+        is_final: true,
+    }
+}
+
+fn revenue(e: &Event) -> i64 {
+    if e.event_type == EventType::Purchase {
+        e.price_cents.unwrap() * e.quantity.unwrap()
+    } else {
+        0
+    }
+}
+
+fn traffic(events: &BTreeMap<String, Event>, len: Millis) -> BTreeMap<Millis, TrafficRow> {
+    let mut groups: BTreeMap<Millis, Vec<&Event>> = BTreeMap::new();
+    for e in events.values() {
+        groups.entry(start_of(e.event_time, len)).or_default().push(e);
+    }
+    groups
+        .into_iter()
+        .map(|(start, evs)| {
+            let users: HashSet<&str> = evs.iter().map(|e| e.user_id.as_str()).collect();
+            let row = TrafficRow {
+                window_start: start,
+                window_end: start + len,
+                counts: EventType::ALL.map(|t| evs.iter().filter(|e| e.event_type == t).count() as i64),
+                active_users: users.len() as i64,
+                revenue_cents: evs.iter().map(|e| revenue(e)).sum(),
+                is_final: true,
+            };
+            (start, row)
+        })
+        .collect()
+}
+
+fn products(events: &BTreeMap<String, Event>, len: Millis) -> BTreeMap<(Millis, String), ProductRow> {
+    use EventType::*;
+    let mut groups: BTreeMap<(Millis, String), Vec<&Event>> = BTreeMap::new();
+    for e in events.values().filter(|e| matches!(e.event_type, ProductView | AddToCart | RemoveFromCart | Purchase)) {
+        groups.entry((start_of(e.event_time, len), e.product_id.clone().unwrap())).or_default().push(e);
+    }
+    groups
+        .into_iter()
+        .map(|((start, product), mut evs)| {
+            evs.sort_by(|a, b| (a.event_time, &a.event_id).cmp(&(b.event_time, &b.event_id)));
+            let n = |t: EventType| evs.iter().filter(|e| e.event_type == t).count() as i64;
+            let row = ProductRow {
+                window_start: start,
+                window_end: start + len,
+                product_id: product.clone(),
+                category: evs[0].category.clone().unwrap(),
+                views: n(ProductView),
+                cart_adds: n(AddToCart),
+                cart_removes: n(RemoveFromCart),
+                purchases: n(Purchase),
+                units: evs.iter().filter(|e| e.event_type == Purchase).map(|e| e.quantity.unwrap()).sum(),
+                revenue_cents: evs.iter().map(|e| revenue(e)).sum(),
+                is_final: true,
+            };
+            ((start, product), row)
+        })
+        .collect()
+}
+
+fn funnel(sessions: &BTreeMap<(String, Millis), SessionRow>, len: Millis) -> BTreeMap<Millis, FunnelRow> {
+    let mut groups: BTreeMap<Millis, Vec<&SessionRow>> = BTreeMap::new();
+    for s in sessions.values() {
+        groups.entry(start_of(s.session_start, len)).or_default().push(s);
+    }
+    groups
+        .into_iter()
+        .map(|(start, ss)| {
+            let n = |f: &dyn Fn(&SessionRow) -> bool| ss.iter().filter(|s| f(s)).count() as i64;
+            let row = FunnelRow {
+                window_start: start,
+                window_end: start + len,
+                sessions: ss.len() as i64,
+                product_view_sessions: n(&|s| s.funnel_step >= 2),
+                cart_sessions: n(&|s| s.funnel_step >= 3),
+                checkout_sessions: n(&|s| s.funnel_step >= 4),
+                purchase_sessions: n(&|s| s.funnel_step >= 5),
+                sessions_with_cart_adds: n(&|s| s.counts[EventType::AddToCart.index()] > 0),
+                abandoned_sessions: n(&|s| s.counts[EventType::AddToCart.index()] > 0 && s.counts[EventType::Purchase.index()] == 0),
+                bounced_sessions: n(&|s| s.counts.iter().sum::<i64>() == 1),
+                total_duration_ms: ss.iter().map(|s| s.session_end - s.session_start).sum(),
+                revenue_cents: ss.iter().map(|s| s.revenue_cents).sum(),
+                is_final: true,
+            };
+            (start, row)
+        })
+        .collect()
+}
+
+fn conversion(sessions: &BTreeMap<(String, Millis), SessionRow>, len: Millis) -> BTreeMap<(Millis, String, String), ConversionRow> {
+    let mut out: BTreeMap<(Millis, String, String), ConversionRow> = BTreeMap::new();
+    for s in sessions.values() {
+        let start = start_of(s.session_start, len);
+        for (dimension, value) in [("device", &s.device), ("country", &s.country), ("referrer", &s.referrer)] {
+            let row = out.entry((start, dimension.to_owned(), value.clone())).or_insert_with(|| ConversionRow {
+                window_start: start,
+                window_end: start + len,
+                dimension: dimension.to_owned(),
+                value: value.clone(),
+                sessions: 0,
+                converted_sessions: 0,
+                revenue_cents: 0,
+                is_final: true,
+            });
+            row.sessions += 1;
+            row.converted_sessions += i64::from(s.counts[EventType::Purchase.index()] > 0);
+            row.revenue_cents += s.revenue_cents;
+        }
+    }
+    out
+}
+
+impl Tables {
+    /// The tables a stream of `(change, diff)` updates leaves behind once consolidated,
+    /// with dead letters keyed by the line number that ends their `source` (`…:17`).
+    /// Panics on what a correct dataflow never emits: a row whose diffs do not sum to
+    /// 0 or 1, or two live versions of one key.
+    pub fn from_changes(updates: impl IntoIterator<Item = (Change, isize)>) -> Tables {
+        let mut net: BTreeMap<Change, isize> = BTreeMap::new();
+        for (change, diff) in updates {
+            *net.entry(change).or_default() += diff;
+        }
+        let mut t = Tables::default();
+        for (change, n) in net {
+            if let Change::Progress(p) = &change {
+                t.duplicates = t.duplicates.max(p.counts.duplicates);
+                continue;
+            }
+            assert!(n == 0 || n == 1, "{change:?} has multiplicity {n}");
+            if n == 0 {
+                continue;
+            }
+            let fresh = match change {
+                Change::Event(e) => t.events.insert(e.event_id.clone(), e).is_none(),
+                Change::Session(r) => t.sessions.insert((r.user_id.clone(), r.session_start), r).is_none(),
+                Change::Traffic(r) => t.traffic.insert(r.window_start, r).is_none(),
+                Change::Product(r) => t.products.insert((r.window_start, r.product_id.clone()), r).is_none(),
+                Change::Funnel(r) => t.funnel.insert(r.window_start, r).is_none(),
+                Change::Conversion(r) => t.conversion.insert((r.window_start, r.dimension.clone(), r.value.clone()), r).is_none(),
+                Change::DeadLetter(d) => {
+                    let line = d.source.rsplit(':').next().and_then(|n| n.parse().ok()).expect("source ends in a line number");
+                    t.dead_letters.insert(line, d.reason).is_none()
+                }
+                Change::Progress(_) => unreachable!("handled above"),
+            };
+            assert!(fresh, "two live versions of one key");
+        }
+        t
+    }
+}
+
+/// The table and key a change belongs to; `None` for records without a key.
+fn key_of(change: &Change) -> Option<String> {
+    Some(match change {
+        Change::Session(r) => format!("sessions {} {}", r.user_id, r.session_start),
+        Change::Traffic(r) => format!("traffic {}", r.window_start),
+        Change::Product(r) => format!("product_stats {} {}", r.window_start, r.product_id),
+        Change::Funnel(r) => format!("funnel {}", r.window_start),
+        Change::Conversion(r) => format!("conversion {} {} {}", r.window_start, r.dimension, r.value),
+        Change::Event(_) | Change::DeadLetter(_) | Change::Progress(_) => return None,
+    })
+}
+
+fn is_final(change: &Change) -> bool {
+    match change {
+        Change::Session(r) => r.is_final,
+        Change::Traffic(r) => r.is_final,
+        Change::Product(r) => r.is_final,
+        Change::Funnel(r) => r.is_final,
+        Change::Conversion(r) => r.is_final,
+        _ => false,
+    }
+}
+
+/// Checks update mode over `(change, epoch, diff)`: in each epoch a key gets at most one
+/// insertion and one retraction, and once a final version of a key is inserted, no later
+/// epoch touches that key. Returns the first breach.
+pub fn check_finality(updates: &[(Change, u64, isize)]) -> Result<(), String> {
+    let mut sorted: Vec<&(Change, u64, isize)> = updates.iter().collect();
+    sorted.sort_by_key(|u| u.1);
+    let mut finalised: HashMap<String, u64> = HashMap::new();
+    let mut per_epoch: HashMap<(String, u64, bool), u32> = HashMap::new();
+    for (change, epoch, diff) in sorted {
+        let Some(key) = key_of(change) else { continue };
+        if let Some(at) = finalised.get(&key) {
+            if at < epoch {
+                return Err(format!("{key} changed in epoch {epoch} after it became final in epoch {at}"));
+            }
+        }
+        let n = per_epoch.entry((key.clone(), *epoch, *diff > 0)).or_default();
+        *n += 1;
+        if *n > 1 || diff.abs() != 1 {
+            return Err(format!("{key} has more than one {} in epoch {epoch}", if *diff > 0 { "insertion" } else { "retraction" }));
+        }
+        if *diff > 0 && is_final(change) {
+            finalised.insert(key, *epoch);
+        }
+    }
+    Ok(())
+}
