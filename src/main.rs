@@ -1,1 +1,186 @@
-fn main() {}
+//! The `clickflow` command: `produce` simulated shoppers, `process` them into PostgreSQL.
+//!
+//! Owns argument parsing, logging setup and turning errors into one line and a non-zero
+//! exit status. Each subcommand lives in its own module.
+
+mod cli;
+mod process;
+mod producer;
+mod sink;
+mod source;
+mod summary;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use dataflows::pipeline::Settings;
+use dataflows::time::Millis;
+
+#[derive(Parser)]
+#[command(name = "clickflow", version, about = "Real-time e-commerce clickstream analytics on timely/differential dataflow")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Simulate shoppers and write their events as JSON Lines.
+    Produce(ProduceArgs),
+    /// Replay events through the dataflow into PostgreSQL.
+    Process(ProcessArgs),
+}
+
+#[derive(Args)]
+struct ProduceArgs {
+    /// Number of events to simulate [default: run until stopped].
+    #[arg(long)]
+    events: Option<u64>,
+    /// Random seed: the same seed and flags give the same bytes.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Output file, `-` for stdout.
+    #[arg(long, default_value = "-")]
+    out: String,
+    /// Event time of the first visit, RFC 3339 [default: 2026-11-01T00:00:00Z, or now with --rate].
+    #[arg(long, value_parser = cli::timestamp)]
+    start_time: Option<Millis>,
+    /// Pace output to this many events per second of wall-clock time; event time then
+    /// follows the wall clock.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Shop traffic in events per second of event time, without --rate.
+    #[arg(long, default_value_t = 6.0)]
+    events_per_second: f64,
+    /// Fraction of events sent twice.
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    duplicates: f64,
+    /// Fraction of events delivered out of order, by less than --max-disorder.
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    out_of_order: f64,
+    /// Largest delay of an out-of-order event (keep it under the processor's watermark delay).
+    #[arg(long, default_value = "50s", value_parser = cli::duration)]
+    max_disorder: Millis,
+    /// Fraction of events delivered 3 to 15 minutes late.
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    late: f64,
+    /// Fraction of events followed by a malformed message (each dead-letter reason in turn).
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    malformed: f64,
+}
+
+#[derive(Args)]
+struct ProcessArgs {
+    /// JSON Lines input file, `-` for stdin.
+    #[arg(long)]
+    input: String,
+    /// PostgreSQL URL [default: $DATABASE_URL].
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    postgres: String,
+    /// How far the watermark trails the largest event time seen.
+    #[arg(long, default_value = "60s", value_parser = cli::duration)]
+    watermark_delay: Millis,
+    /// Inactivity that ends a session.
+    #[arg(long, default_value = "30m", value_parser = cli::duration)]
+    session_gap: Millis,
+    /// Length of the `traffic` windows.
+    #[arg(long, default_value = "1m", value_parser = cli::duration)]
+    traffic_window: Millis,
+    /// Length of the `product_stats`, `funnel` and `conversion` windows.
+    #[arg(long, default_value = "1h", value_parser = cli::duration)]
+    stats_window: Millis,
+    /// Timely worker threads.
+    #[arg(short = 'w', long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    workers: u16,
+    /// Messages per epoch at most (an epoch also ends every 200 ms).
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
+    epoch_events: u64,
+    /// Time between `pipeline_progress` rows.
+    #[arg(long, default_value = "5s", value_parser = cli::duration)]
+    progress_interval: Millis,
+    /// Name of this run in `pipeline_progress` [default: process-<start time>].
+    #[arg(long)]
+    run_id: Option<String>,
+    /// Print no table summary at the end.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn probability(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => Err(format!("{s:?} is not a probability between 0 and 1")),
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("clickflow: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Produce(a) => {
+            let start = a.start_time.unwrap_or_else(|| if a.rate.is_some() { process::now_millis() } else { 1_793_491_200_000 });
+            let options = producer::Options {
+                events: a.events,
+                seed: a.seed,
+                out: a.out,
+                start,
+                events_per_second: a.rate.unwrap_or(a.events_per_second),
+                rate: a.rate,
+                faults: producer::Faults {
+                    duplicates: a.duplicates,
+                    out_of_order: a.out_of_order,
+                    max_disorder: a.max_disorder,
+                    late: a.late,
+                    malformed: a.malformed,
+                },
+            };
+            let lines = producer::run(&options)?;
+            tracing::info!(lines, "done");
+            Ok(())
+        }
+        Command::Process(a) => {
+            let run_id = a.run_id.unwrap_or_else(|| format!("process-{}", dataflows::time::format_rfc3339(process::now_millis())));
+            let options = process::Options {
+                input: a.input,
+                postgres: a.postgres.clone(),
+                settings: Settings { session_gap: a.session_gap, traffic_window: a.traffic_window, stats_window: a.stats_window },
+                watermark_delay: a.watermark_delay,
+                workers: usize::from(a.workers),
+                epoch_events: a.epoch_events as usize,
+                progress_interval: Duration::from_millis(a.progress_interval as u64),
+                run_id,
+            };
+            let outcome = process::run(options)?;
+            let c = outcome.counts;
+            tracing::info!(
+                input = c.input,
+                accepted = c.accepted,
+                duplicates = c.duplicates,
+                dead_letters = c.dead_letters,
+                late = c.late,
+                seconds = format!("{:.2}", outcome.seconds),
+                events_per_second = format!("{:.0}", c.input as f64 / outcome.seconds),
+                "all rows final"
+            );
+            if !a.quiet {
+                summary::print(&a.postgres)?;
+            }
+            Ok(())
+        }
+    }
+}

@@ -210,7 +210,7 @@ pub fn parse_event(bytes: &[u8], now: Millis) -> Result<Event, Rejection> {
     if bytes.len() > MAX_MESSAGE_BYTES {
         return Err(Rejection::new(
             Reason::Oversized,
-            format!("message is {} bytes, the limit is {MAX_MESSAGE_BYTES}", bytes.len()),
+            format!("message is over the limit of {MAX_MESSAGE_BYTES} bytes"),
         ));
     }
     let text = std::str::from_utf8(bytes)

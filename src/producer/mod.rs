@@ -1,0 +1,208 @@
+//! `clickflow produce`: writes the simulated shop's events as JSON Lines, with optional
+//! faults (duplicates, disorder, late events, malformed messages), optionally paced.
+//!
+//! Owns encoding events to the contract's wire format and delivering them in order of
+//! arrival. The shopper model is `shop`; the same seed gives the same bytes.
+
+pub mod shop;
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use dataflows::time::{format_rfc3339, Millis};
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+
+use shop::{Shop, SimEvent};
+
+/// Probabilities, per event, of each fault.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Faults {
+    /// The same message is sent again a little later.
+    pub duplicates: f64,
+    /// The event is delivered up to `max_disorder` late: out of order, not late.
+    pub out_of_order: f64,
+    pub max_disorder: Millis,
+    /// The event is delivered minutes late, after the watermark has passed it.
+    pub late: f64,
+    /// A malformed message is sent besides the event (one of each dead-letter kind in turn).
+    pub malformed: f64,
+}
+
+pub struct Options {
+    pub events: Option<u64>,
+    pub seed: u64,
+    pub out: String,
+    pub start: Millis,
+    /// Events per second of event time the shop generates.
+    pub events_per_second: f64,
+    /// Wall-clock pacing, events per second.
+    pub rate: Option<f64>,
+    pub faults: Faults,
+}
+
+/// Writes events until `events` have been written (or forever), returning how many
+/// lines were written.
+pub fn run(options: &Options) -> Result<u64> {
+    let out: Box<dyn Write> = if options.out == "-" {
+        Box::new(io::stdout().lock())
+    } else {
+        Box::new(File::create(&options.out).with_context(|| format!("cannot create output file {}", options.out))?)
+    };
+    let mut out = BufWriter::with_capacity(1 << 20, out);
+    let mut shop = Shop::new(options.seed, options.start, options.events_per_second);
+    let mut delivery = Delivery::new(options.seed, options.faults);
+    let started = Instant::now();
+    let mut last_log = Instant::now();
+    let mut written = 0u64;
+    let mut generated = 0u64;
+    let mut line = String::with_capacity(512);
+    let write = |line: &str, out: &mut BufWriter<Box<dyn Write>>, written: &mut u64| -> Result<()> {
+        out.write_all(line.as_bytes()).and_then(|_| out.write_all(b"\n")).context("cannot write events")?;
+        *written += 1;
+        Ok(())
+    };
+    while options.events.is_none_or(|n| generated < n) {
+        let event = shop.next_event();
+        generated += 1;
+        line.clear();
+        encode(&shop, &event, &mut line);
+        delivery.push(event.time, &line);
+        while let Some(ready) = delivery.pop_ready(event.time) {
+            write(&ready, &mut out, &mut written)?;
+        }
+        if let Some(rate) = options.rate {
+            let due = started + Duration::from_secs_f64(generated as f64 / rate);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                out.flush().context("cannot write events")?;
+                std::thread::sleep(wait);
+            }
+        }
+        if last_log.elapsed() >= Duration::from_secs(5) {
+            let rate = generated as f64 / started.elapsed().as_secs_f64();
+            tracing::info!(events = generated, lines = written, rate = format!("{rate:.0}/s"), event_time = format_rfc3339(event.time), "producing");
+            last_log = Instant::now();
+        }
+    }
+    while let Some(ready) = delivery.pop_ready(Millis::MAX) {
+        write(&ready, &mut out, &mut written)?;
+    }
+    out.flush().context("cannot write events")?;
+    Ok(written)
+}
+
+/// Appends the event as one JSON object, fields in the contract's order.
+pub fn encode(shop: &Shop, e: &SimEvent, out: &mut String) {
+    use std::fmt::Write as _;
+    let (user_id, device, country, user_agent, ip) = shop.user_fields(e.user);
+    let _ = write!(
+        out,
+        r#"{{"event_id":"{}","event_time":"{}","event_type":"{}","user_id":"{}","page":"{}""#,
+        e.event_id,
+        format_rfc3339(e.time),
+        e.event_type.as_str(),
+        user_id,
+        e.page
+    );
+    match e.product {
+        Some(p) => {
+            let (id, category, price) = shop.product_fields(p);
+            let _ = write!(out, r#","product_id":"{id}","category":"{category}""#);
+            if matches!(e.event_type, dataflows::event::EventType::AddToCart | dataflows::event::EventType::Purchase) {
+                let _ = write!(out, r#","price":{}.{:02}"#, price / 100, price % 100);
+            } else {
+                out.push_str(r#","price":null"#);
+            }
+        }
+        None => out.push_str(r#","product_id":null,"category":null,"price":null"#),
+    }
+    match e.quantity {
+        Some(q) => {
+            let _ = write!(out, r#","quantity":{q}"#);
+        }
+        None => out.push_str(r#","quantity":null"#),
+    }
+    match &e.order_id {
+        Some(o) => {
+            let _ = write!(out, r#","order_id":"{o}""#);
+        }
+        None => out.push_str(r#","order_id":null"#),
+    }
+    let _ = write!(
+        out,
+        r#","device":"{device}","country":"{country}","referrer":"{}","user_agent":"{user_agent}","ip":"{ip}"}}"#,
+        e.referrer
+    );
+}
+
+/// Orders lines by when they are delivered, applying the faults.
+struct Delivery {
+    rng: SmallRng,
+    faults: Faults,
+    queue: BinaryHeap<Reverse<(Millis, u64, String)>>,
+    sequence: u64,
+    malformed_kind: usize,
+}
+
+impl Delivery {
+    fn new(seed: u64, faults: Faults) -> Self {
+        // A separate stream, so that faults do not change the shop's events.
+        Delivery { rng: SmallRng::seed_from_u64(seed ^ 0x5eed_fa17), faults, queue: BinaryHeap::new(), sequence: 0, malformed_kind: 0 }
+    }
+
+    fn enqueue(&mut self, at: Millis, line: String) {
+        self.sequence += 1;
+        self.queue.push(Reverse((at, self.sequence, line)));
+    }
+
+    fn push(&mut self, time: Millis, line: &str) {
+        let f = self.faults;
+        let mut at = time;
+        if f.out_of_order > 0.0 && self.rng.random_bool(f.out_of_order) && f.max_disorder > 1 {
+            at += self.rng.random_range(1..f.max_disorder);
+        } else if f.late > 0.0 && self.rng.random_bool(f.late) {
+            at += self.rng.random_range(3 * 60_000..15 * 60_000);
+        }
+        if f.duplicates > 0.0 && self.rng.random_bool(f.duplicates) {
+            let again = at + self.rng.random_range(0..2000);
+            self.enqueue(again, line.to_owned());
+        }
+        if f.malformed > 0.0 && self.rng.random_bool(f.malformed) {
+            let bad = self.malformed(line);
+            self.enqueue(time, bad);
+        }
+        self.enqueue(at, line.to_owned());
+    }
+
+    /// Each dead-letter reason in turn, made from a good line.
+    fn malformed(&mut self, line: &str) -> String {
+        self.malformed_kind = (self.malformed_kind + 1) % 6;
+        match self.malformed_kind {
+            0 => line[..line.len() / 2].to_owned(),
+            1 => line.replacen(r#""user_id":"#, r#""user":"#, 1),
+            2 => {
+                let start = line.find(r#""event_type":""#).map_or(0, |i| i + 14);
+                let end = line[start..].find('"').map_or(start, |i| start + i);
+                format!("{}refund{}", &line[..start], &line[end..])
+            }
+            3 => line.replacen(r#""device":""#, r#""device":"smart-fridge-"#, 1),
+            4 => format!(r#"{{"padding":"{}",{}"#, "x".repeat(70 * 1024), &line[1..]),
+            _ => {
+                let start = line.find(r#""event_time":""#).map_or(0, |i| i + 14);
+                format!("{}2999-01-01T00:00:00.000Z{}", &line[..start], &line[start + 24..])
+            }
+        }
+    }
+
+    /// The next line due by `time`, in delivery order.
+    fn pop_ready(&mut self, time: Millis) -> Option<String> {
+        match self.queue.peek() {
+            Some(Reverse((at, _, _))) if *at <= time => self.queue.pop().map(|Reverse((_, _, line))| line),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! The simulated shop: a catalogue with skewed popularity, a growing population of
+//! shoppers, and visits that walk the funnel, emitted as events in event-time order.
+//!
+//! Owns the shopper model only: what happens in a visit and when. It is a pure function
+//! of its seed; it does not pace, inject faults or write.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use dataflows::event::EventType;
+use dataflows::time::Millis;
+use fake::faker::internet::en::{IPv4, IPv6};
+use fake::uuid::UUIDv4;
+use fake::Fake;
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+
+const CATEGORIES: [(&str, i64, i64); 12] = [
+    // (category, cheapest, dearest) in cents
+    ("electronics", 1_999, 249_999),
+    ("books", 499, 4_999),
+    ("clothing", 999, 19_999),
+    ("home", 799, 59_999),
+    ("beauty", 399, 8_999),
+    ("sports", 1_499, 39_999),
+    ("toys", 699, 14_999),
+    ("grocery", 199, 2_999),
+    ("garden", 999, 29_999),
+    ("automotive", 1_299, 49_999),
+    ("music", 899, 89_999),
+    ("office", 299, 24_999),
+];
+const DEVICES: [(&str, u32); 3] = [("desktop", 45), ("mobile", 45), ("tablet", 10)];
+const COUNTRIES: [(&str, u32); 15] = [
+    ("US", 35), ("GB", 10), ("DE", 9), ("FR", 7), ("IN", 6), ("CA", 5), ("BR", 5), ("JP", 4),
+    ("AU", 3), ("ES", 3), ("IT", 3), ("NL", 3), ("MX", 3), ("PL", 2), ("SE", 2),
+];
+const REFERRERS: [(&str, u32); 6] = [("direct", 30), ("search", 30), ("social", 12), ("email", 8), ("ads", 15), ("affiliate", 5)];
+const USER_AGENTS: [(&str, &str, u32); 8] = [
+    ("desktop", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36", 40),
+    ("desktop", "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15", 25),
+    ("desktop", "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0", 10),
+    ("mobile", "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1", 45),
+    ("mobile", "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36", 40),
+    ("mobile", "Mozilla/5.0 (Linux; Android 14; SM-S921B) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/26.0 Chrome/122.0.0.0 Mobile Safari/537.36", 15),
+    ("tablet", "Mozilla/5.0 (iPad; CPU OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1", 70),
+    ("tablet", "Mozilla/5.0 (Linux; Android 14; SM-X710) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36", 30),
+];
+const SEARCH_TERMS: [&str; 10] = ["headphones", "novel", "running+shoes", "coffee", "lamp", "lego", "yoga+mat", "charger", "jacket", "vinyl"];
+
+struct Product {
+    id: String,
+    category: &'static str,
+    price_cents: i64,
+}
+
+struct User {
+    id: String,
+    device: &'static str,
+    country: &'static str,
+    user_agent: &'static str,
+    ip: String,
+}
+
+/// One simulated event, before it is written.
+#[derive(Clone, Debug)]
+pub struct SimEvent {
+    pub event_id: String,
+    pub time: Millis,
+    pub event_type: EventType,
+    pub user: usize,
+    pub page: String,
+    pub product: Option<usize>,
+    pub quantity: Option<i64>,
+    pub order_id: Option<String>,
+    pub referrer: &'static str,
+}
+
+/// The shop: call [`Shop::next_event`] for an endless stream in event-time order.
+pub struct Shop {
+    rng: SmallRng,
+    products: Vec<Product>,
+    popularity: Vec<f64>,
+    users: Vec<User>,
+    /// Mean visits per millisecond at the daily average.
+    visit_rate: f64,
+    next_visit: Millis,
+    /// Events of visits under way, by (time, sequence).
+    pending: BinaryHeap<Reverse<(Millis, u64, usize)>>,
+    slots: Vec<Option<SimEvent>>,
+    free: Vec<usize>,
+    sequence: u64,
+}
+
+/// Average events per visit of this model, to turn an event rate into a visit rate.
+const EVENTS_PER_VISIT: f64 = 6.0;
+
+impl Shop {
+    /// A shop starting at `start` whose traffic averages `events_per_second` of event time.
+    pub fn new(seed: u64, start: Millis, events_per_second: f64) -> Shop {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let products: Vec<Product> = (0..2000)
+            .map(|i| {
+                let (category, low, high) = CATEGORIES[rng.random_range(0..CATEGORIES.len())];
+                // Log-uniform prices, most ending in .99.
+                let price = (low as f64 * (high as f64 / low as f64).powf(rng.random::<f64>())) as i64;
+                let price_cents = if rng.random_bool(0.8) { (price / 100) * 100 + 99 } else { price };
+                Product { id: format!("P{i:05}"), category, price_cents }
+            })
+            .collect();
+        // Zipf-like popularity (s = 1.1): a few products get most of the views.
+        let mut total = 0.0;
+        let popularity = (1..=products.len())
+            .map(|rank| {
+                total += 1.0 / (rank as f64).powf(1.1);
+                total
+            })
+            .collect();
+        Shop {
+            rng,
+            products,
+            popularity,
+            users: Vec::new(),
+            visit_rate: events_per_second / EVENTS_PER_VISIT / 1000.0,
+            next_visit: start,
+            pending: BinaryHeap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            sequence: 0,
+        }
+    }
+
+    /// The next event in event-time order.
+    pub fn next_event(&mut self) -> SimEvent {
+        loop {
+            if let Some(Reverse((time, _, slot))) = self.pending.peek().copied() {
+                if time <= self.next_visit {
+                    self.pending.pop();
+                    self.free.push(slot);
+                    return self.slots[slot].take().expect("a pending slot holds an event");
+                }
+            }
+            let start = self.next_visit;
+            self.visit(start);
+            // Poisson arrivals, rate following the time of day.
+            let rate = self.visit_rate * daily_shape(start);
+            let gap = -(1.0 - self.rng.random::<f64>()).ln() / rate;
+            self.next_visit = start + gap.max(1.0) as Millis;
+        }
+    }
+
+    pub fn user_fields(&self, user: usize) -> (&str, &str, &str, &str, &str) {
+        let u = &self.users[user];
+        (&u.id, u.device, u.country, u.user_agent, &u.ip)
+    }
+
+    pub fn product_fields(&self, product: usize) -> (&str, &str, i64) {
+        let p = &self.products[product];
+        (&p.id, p.category, p.price_cents)
+    }
+
+    fn schedule(&mut self, event: SimEvent) {
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.slots[s] = Some(event);
+                s
+            }
+            None => {
+                self.slots.push(Some(event));
+                self.slots.len() - 1
+            }
+        };
+        let time = self.slots[slot].as_ref().map(|e| e.time).unwrap_or_default();
+        self.sequence += 1;
+        self.pending.push(Reverse((time, self.sequence, slot)));
+    }
+
+    fn pick_user(&mut self) -> usize {
+        // A third of visits come from returning shoppers, recent ones more likely.
+        if !self.users.is_empty() && self.rng.random_bool(0.35) {
+            let n = self.users.len();
+            let back = (n as f64 * self.rng.random::<f64>().powi(3)) as usize;
+            return n - 1 - back.min(n - 1);
+        }
+        let device = weighted(&mut self.rng, &DEVICES);
+        let agents: Vec<(&'static str, u32)> = USER_AGENTS.iter().filter(|(d, _, _)| *d == device).map(|(_, ua, w)| (*ua, *w)).collect();
+        let user_agent = weighted(&mut self.rng, &agents);
+        let ip = if self.rng.random_bool(0.1) { IPv6().fake_with_rng(&mut self.rng) } else { IPv4().fake_with_rng(&mut self.rng) };
+        let user = User { id: format!("U{:07}", self.users.len() + 1), device, country: weighted(&mut self.rng, &COUNTRIES), user_agent, ip };
+        self.users.push(user);
+        self.users.len() - 1
+    }
+
+    fn pick_product(&mut self) -> usize {
+        let total = *self.popularity.last().expect("a catalogue");
+        let x = self.rng.random::<f64>() * total;
+        self.popularity.partition_point(|&c| c < x).min(self.products.len() - 1)
+    }
+
+    /// Simulates one visit starting at `start` and schedules its events.
+    fn visit(&mut self, start: Millis) {
+        let user = self.pick_user();
+        let referrer = weighted(&mut self.rng, &REFERRERS);
+        let mut t = start;
+        let mut cart: Vec<(usize, i64)> = Vec::new();
+        let mut last_product = None;
+        let emit = |shop: &mut Shop, t: Millis, event_type: EventType, page: String, product: Option<usize>, quantity: Option<i64>, order: Option<String>| {
+            let event_id: String = UUIDv4.fake_with_rng(&mut shop.rng);
+            shop.schedule(SimEvent { event_id, time: t, event_type, user, page, product, quantity, order_id: order, referrer });
+        };
+        // Landing: paid and search traffic often lands on a product.
+        let mut state = if matches!(referrer, "ads" | "search") && self.rng.random_bool(0.5) {
+            let p = self.pick_product();
+            last_product = Some(p);
+            emit(self, t, EventType::ProductView, format!("/product/{}", self.products[p].id), Some(p), None, None);
+            EventType::ProductView
+        } else {
+            let page = if self.rng.random_bool(0.6) { "/".to_owned() } else { format!("/category/{}", CATEGORIES[self.rng.random_range(0..12)].0) };
+            emit(self, t, EventType::PageView, page, None, None, None);
+            EventType::PageView
+        };
+        if self.rng.random_bool(0.40) {
+            return; // bounce
+        }
+        for _ in 0..60 {
+            t += self.think_time();
+            use EventType::*;
+            let choices: &[(Option<EventType>, u32)] = match state {
+                PageView | Search => &[(Some(ProductView), 65), (Some(Search), 10), (Some(PageView), 15), (None, 10)],
+                ProductView => &[(Some(AddToCart), 6), (Some(ProductView), 48), (Some(PageView), 17), (Some(Search), 9), (None, 20)],
+                AddToCart => &[(Some(ProductView), 33), (Some(BeginCheckout), 42), (Some(RemoveFromCart), 6), (Some(PageView), 10), (None, 9)],
+                RemoveFromCart => &[(Some(ProductView), 50), (Some(BeginCheckout), 15), (None, 35)],
+                BeginCheckout => &[(Some(Purchase), 70), (None, 30)],
+                Purchase => &[(Some(ProductView), 20), (None, 80)],
+            };
+            let Some(next) = weighted(&mut self.rng, choices) else { return };
+            state = next;
+            match next {
+                PageView => {
+                    let page = if !cart.is_empty() && self.rng.random_bool(0.4) { "/cart".to_owned() } else { format!("/category/{}", CATEGORIES[self.rng.random_range(0..12)].0) };
+                    emit(self, t, PageView, page, None, None, None);
+                }
+                Search => {
+                    let q = SEARCH_TERMS[self.rng.random_range(0..SEARCH_TERMS.len())];
+                    emit(self, t, Search, format!("/search?q={q}"), None, None, None);
+                }
+                ProductView => {
+                    let p = self.pick_product();
+                    last_product = Some(p);
+                    emit(self, t, ProductView, format!("/product/{}", self.products[p].id), Some(p), None, None);
+                }
+                AddToCart => {
+                    let p = last_product.expect("add_to_cart follows a product view");
+                    let q = if self.rng.random_bool(0.85) { 1 } else { self.rng.random_range(2..5) };
+                    cart.push((p, q));
+                    emit(self, t, AddToCart, format!("/product/{}", self.products[p].id), Some(p), Some(q), None);
+                }
+                RemoveFromCart => {
+                    let (p, q) = cart.swap_remove(self.rng.random_range(0..cart.len()));
+                    emit(self, t, RemoveFromCart, "/cart".to_owned(), Some(p), Some(q), None);
+                }
+                BeginCheckout => {
+                    if cart.is_empty() {
+                        return;
+                    }
+                    emit(self, t, BeginCheckout, "/checkout".to_owned(), None, None, None);
+                }
+                Purchase => {
+                    let order: String = UUIDv4.fake_with_rng(&mut self.rng);
+                    for (line, (p, q)) in std::mem::take(&mut cart).into_iter().enumerate() {
+                        emit(self, t + line as Millis, Purchase, "/checkout/confirmation".to_owned(), Some(p), Some(q), Some(order.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Seconds to a minute between clicks; now and then a pause long enough to start a
+    /// new session (coffee, a meeting) before the shopper comes back.
+    fn think_time(&mut self) -> Millis {
+        if self.rng.random_bool(0.015) {
+            return self.rng.random_range(31 * 60_000..120 * 60_000);
+        }
+        let mean = 25_000.0;
+        (-(1.0 - self.rng.random::<f64>()).ln() * mean) as Millis + 1000
+    }
+}
+
+/// Traffic relative to the daily average by UTC hour: quiet nights, evening peak.
+fn daily_shape(t: Millis) -> f64 {
+    let hour = t.rem_euclid(86_400_000) as f64 / 3_600_000.0;
+    1.0 + 0.6 * ((hour - 14.0) / 24.0 * std::f64::consts::TAU).sin()
+}
+
+fn weighted<T: Copy>(rng: &mut SmallRng, items: &[(T, u32)]) -> T {
+    let total: u32 = items.iter().map(|(_, w)| w).sum();
+    let mut x = rng.random_range(0..total);
+    for (item, w) in items {
+        if x < *w {
+            return *item;
+        }
+        x -= w;
+    }
+    items[items.len() - 1].0
+}

@@ -1,0 +1,128 @@
+//! Gathers the dataflow's changes on worker 0 into one [`Batch`] per write: the net
+//! upserts and deletes of every epoch completed since the last write, in epoch order.
+//!
+//! Owns consolidation (a retraction and a new version of a key become one upsert) and
+//! the record of which epochs are complete. It does no I/O: the writer takes the batch.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+use dataflows::event::Event;
+use dataflows::rows::{Change, ConversionRow, DeadLetter, FunnelRow, ProductRow, SessionRow, SourceProgress, TrafficRow};
+use differential_dataflow::VecCollection;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::operator::Operator;
+
+use super::tables::SinkRow;
+
+/// The latest version of each key touched, or `None` where the key was retracted.
+pub struct Upserts<R: SinkRow> {
+    pub rows: HashMap<R::Key, Option<R>>,
+}
+
+impl<R: SinkRow> Default for Upserts<R> {
+    fn default() -> Self {
+        Upserts { rows: HashMap::new() }
+    }
+}
+
+impl<R: SinkRow> Upserts<R> {
+    fn apply(&mut self, row: R, diff: isize) {
+        let key = row.key();
+        self.rows.insert(key, (diff > 0).then_some(row));
+    }
+}
+
+/// Everything one transaction writes.
+#[derive(Default)]
+pub struct Batch {
+    pub events: Vec<Event>,
+    pub dead_letters: Vec<DeadLetter>,
+    pub sessions: Upserts<SessionRow>,
+    pub traffic: Upserts<TrafficRow>,
+    pub products: Upserts<ProductRow>,
+    pub funnel: Upserts<FunnelRow>,
+    pub conversion: Upserts<ConversionRow>,
+    /// The latest progress of each source.
+    pub progress: BTreeMap<String, SourceProgress>,
+    /// Change in the number of open (non-final) sessions.
+    pub open_sessions_delta: i64,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+            && self.dead_letters.is_empty()
+            && self.sessions.rows.is_empty()
+            && self.traffic.rows.is_empty()
+            && self.products.rows.is_empty()
+            && self.funnel.rows.is_empty()
+            && self.conversion.rows.is_empty()
+            && self.progress.is_empty()
+    }
+
+    /// Applies one complete epoch: retractions before insertions, so that a key's new
+    /// version wins over the retraction of its old one.
+    fn apply_epoch(&mut self, mut updates: Vec<(Change, isize)>) {
+        updates.sort_by_key(|(_, diff)| *diff > 0);
+        for (change, diff) in updates {
+            match change {
+                Change::Event(e) => self.events.push(e),
+                Change::DeadLetter(d) => self.dead_letters.push(d),
+                Change::Progress(p) => {
+                    self.progress.insert(p.source.clone(), p);
+                }
+                Change::Session(s) => {
+                    if !s.is_final {
+                        self.open_sessions_delta += diff as i64;
+                    }
+                    self.sessions.apply(s, diff)
+                }
+                Change::Traffic(r) => self.traffic.apply(r, diff),
+                Change::Product(r) => self.products.apply(r, diff),
+                Change::Funnel(r) => self.funnel.apply(r, diff),
+                Change::Conversion(r) => self.conversion.apply(r, diff),
+            }
+        }
+    }
+}
+
+/// What the collector shares with the writer on the same worker.
+#[derive(Default)]
+pub struct Collected {
+    /// Epochs completed and not yet written.
+    pub batch: Batch,
+    /// Every epoch before this one is complete; `None` once the dataflow is done.
+    pub frontier: Option<u64>,
+}
+
+impl Collected {
+    /// Whether every epoch before `epoch` has been collected.
+    pub fn passed(&self, epoch: u64) -> bool {
+        self.frontier.is_none_or(|f| f >= epoch)
+    }
+}
+
+/// Routes every change to worker 0 and gathers complete epochs into `shared`.
+pub fn collect(changes: VecCollection<'_, u64, Change>, shared: Rc<RefCell<Collected>>) {
+    shared.borrow_mut().frontier = Some(0);
+    let mut pending: BTreeMap<u64, Vec<(Change, isize)>> = BTreeMap::new();
+    changes.inner.sink(Exchange::new(|_: &(Change, u64, isize)| 0), "Collect", move |(input, frontier)| {
+        input.for_each_stamp(|_, batches| {
+            for batch in batches {
+                for (change, time, diff) in batch.drain(..) {
+                    pending.entry(time).or_default().push((change, diff));
+                }
+            }
+        });
+        let mut shared = shared.borrow_mut();
+        while let Some(entry) = pending.first_entry() {
+            if frontier.less_equal(entry.key()) {
+                break;
+            }
+            shared.batch.apply_epoch(entry.remove());
+        }
+        shared.frontier = frontier.frontier().first().copied();
+    });
+}

@@ -1,0 +1,7 @@
+//! The PostgreSQL sink: [`batch`] gathers the dataflow's changes per completed epoch,
+//! [`tables`] encodes rows as COPY lines, [`postgres`] writes each batch in one
+//! transaction. Nothing here computes figures; it only persists what the dataflow says.
+
+pub mod batch;
+pub mod postgres;
+pub mod tables;
