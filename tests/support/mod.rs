@@ -1,0 +1,304 @@
+//! Shared by the integration tests: a fresh PostgreSQL database per test, running the
+//! `clickflow` binary as a user would, and reading the tables back as comparable lines.
+//!
+//! Needs `DATABASE_URL` pointing at a server where it may create databases
+//! (`./start_infrastructure.sh` prints one). Without it the tests fail, never skip.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use dataflows::event::EventType;
+use dataflows::rows::SessionRow;
+use postgres::{Client, NoTls};
+use reference::Tables;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_clickflow");
+
+/// A database that lives as long as the value.
+pub struct TestDb {
+    admin_url: String,
+    name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub fn new(label: &str) -> TestDb {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let admin_url = std::env::var("DATABASE_URL")
+            .expect("DATABASE_URL must name a PostgreSQL server for the integration tests: run ./start_infrastructure.sh");
+        let name = format!("cf_{label}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
+        let mut admin = Client::connect(&admin_url, NoTls).expect("connect with DATABASE_URL");
+        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).expect("drop an old test database");
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).expect("create a test database");
+        let url = with_database(&admin_url, &name);
+        TestDb { admin_url, name, url }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(&self.url, NoTls).expect("connect to the test database")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = Client::connect(&self.admin_url, NoTls) {
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        }
+    }
+}
+
+/// `url` with its database name replaced.
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{db}?{q}"),
+        None => format!("{base}/{db}"),
+    }
+}
+
+/// A scratch directory under the target folder, emptied first.
+pub fn scratch(label: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{label}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Runs `clickflow ARGS`, asserting exit 0; returns stdout.
+pub fn clickflow(args: &[&str]) -> String {
+    let out = Command::new(BIN).args(args).env("RUST_LOG", "warn").output().expect("run clickflow");
+    assert!(out.status.success(), "clickflow {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// Every table as sorted `|`-separated lines of its contract columns (base figures, not
+/// derived ones; see [`derived_column_breaches`]), times as epoch milliseconds.
+pub fn actual_tables(client: &mut Client) -> BTreeMap<&'static str, Vec<String>> {
+    let ms = |c: &str| format!("(extract(epoch from {c}) * 1000)::bigint");
+    let queries: [(&str, String); 6] = [
+        ("events_raw", format!(
+            "SELECT concat_ws('|', event_id, {}, event_type, user_id, page, coalesce(product_id, '-'), coalesce(category, '-'),
+                    coalesce(price::text, '-'), coalesce(quantity::text, '-'), coalesce(order_id, '-'), device, country, referrer, user_agent, ip)
+             FROM events_raw", ms("event_time"))),
+        ("sessions", format!(
+            "SELECT concat_ws('|', user_id, {}, {}, round(duration_seconds * 1000)::bigint, event_count, page_views, product_views, searches,
+                    cart_adds, cart_removes, checkouts, purchases, units, revenue, converted, bounced, cart_abandoned, landing_page, exit_page,
+                    device, country, referrer, funnel_step, is_final)
+             FROM sessions", ms("session_start"), ms("session_end"))),
+        ("traffic", format!(
+            "SELECT concat_ws('|', {}, {}, events, page_views, product_views, searches, cart_adds, cart_removes, checkouts, purchases,
+                    active_users, revenue, is_final)
+             FROM traffic", ms("window_start"), ms("window_end"))),
+        ("product_stats", format!(
+            "SELECT concat_ws('|', {}, product_id, {}, category, views, cart_adds, cart_removes, purchases, units, revenue, is_final)
+             FROM product_stats", ms("window_start"), ms("window_end"))),
+        ("funnel", format!(
+            "SELECT concat_ws('|', {}, {}, sessions, product_view_sessions, cart_sessions, checkout_sessions, purchase_sessions, revenue, is_final)
+             FROM funnel", ms("window_start"), ms("window_end"))),
+        ("conversion", format!(
+            "SELECT concat_ws('|', {}, dimension, value, {}, sessions, converted_sessions, revenue, is_final)
+             FROM conversion", ms("window_start"), ms("window_end"))),
+    ];
+    queries
+        .into_iter()
+        .map(|(table, sql)| {
+            let mut lines: Vec<String> = client.query(&sql, &[]).expect(table).iter().map(|r| r.get(0)).collect();
+            lines.sort();
+            (table, lines)
+        })
+        .collect()
+}
+
+fn money(cents: i64) -> String {
+    format!("{}{}.{:02}", if cents < 0 { "-" } else { "" }, cents.abs() / 100, cents.abs() % 100)
+}
+
+fn flag(b: bool) -> &'static str {
+    if b {
+        "t"
+    } else {
+        "f"
+    }
+}
+
+fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map_or("-".to_owned(), T::to_string)
+}
+
+/// The reference's tables in the same form as [`actual_tables`].
+pub fn expected_tables(t: &Tables) -> BTreeMap<&'static str, Vec<String>> {
+    let count = |c: &[i64; 7], e: EventType| c[e.index()];
+    let types = |c: &[i64; 7]| EventType::ALL.map(|e| count(c, e).to_string()).join("|");
+    let session = |s: &SessionRow| {
+        let events: i64 = s.counts.iter().sum();
+        let purchases = count(&s.counts, EventType::Purchase);
+        format!(
+            "{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
+            s.user_id,
+            s.session_start,
+            s.session_end,
+            s.session_end - s.session_start,
+            events,
+            types(&s.counts),
+            s.units,
+            money(s.revenue_cents),
+            flag(purchases > 0),
+            flag(events == 1),
+            flag(count(&s.counts, EventType::AddToCart) > 0 && purchases == 0),
+            s.landing_page,
+            s.exit_page,
+            s.device,
+            s.country,
+            s.referrer,
+            s.funnel_step,
+            flag(s.is_final)
+        )
+    };
+    let mut out: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    out.insert(
+        "events_raw",
+        t.events
+            .values()
+            .map(|e| {
+                format!(
+                    "{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
+                    e.event_id,
+                    e.event_time,
+                    e.event_type.as_str(),
+                    e.user_id,
+                    e.page,
+                    opt(&e.product_id),
+                    opt(&e.category),
+                    e.price_cents.map_or("-".to_owned(), money),
+                    opt(&e.quantity),
+                    opt(&e.order_id),
+                    e.device,
+                    e.country,
+                    e.referrer,
+                    e.user_agent,
+                    e.ip
+                )
+            })
+            .collect(),
+    );
+    out.insert("sessions", t.sessions.values().map(session).collect());
+    out.insert(
+        "traffic",
+        t.traffic
+            .values()
+            .map(|r| {
+                let events: i64 = r.counts.iter().sum();
+                format!("{}|{}|{}|{}|{}|{}|{}", r.window_start, r.window_end, events, types(&r.counts), r.active_users, money(r.revenue_cents), flag(r.is_final))
+            })
+            .collect(),
+    );
+    out.insert(
+        "product_stats",
+        t.products
+            .values()
+            .map(|r| {
+                format!(
+                    "{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
+                    r.window_start, r.product_id, r.window_end, r.category, r.views, r.cart_adds, r.cart_removes, r.purchases, r.units,
+                    money(r.revenue_cents), flag(r.is_final)
+                )
+            })
+            .collect(),
+    );
+    out.insert(
+        "funnel",
+        t.funnel
+            .values()
+            .map(|r| {
+                format!(
+                    "{}|{}|{}|{}|{}|{}|{}|{}|{}",
+                    r.window_start, r.window_end, r.sessions, r.product_view_sessions, r.cart_sessions, r.checkout_sessions, r.purchase_sessions,
+                    money(r.revenue_cents), flag(r.is_final)
+                )
+            })
+            .collect(),
+    );
+    out.insert(
+        "conversion",
+        t.conversion
+            .values()
+            .map(|r| {
+                format!(
+                    "{}|{}|{}|{}|{}|{}|{}|{}",
+                    r.window_start, r.dimension, r.value, r.window_end, r.sessions, r.converted_sessions, money(r.revenue_cents), flag(r.is_final)
+                )
+            })
+            .collect(),
+    );
+    for lines in out.values_mut() {
+        lines.sort();
+    }
+    out
+}
+
+/// Rows whose derived columns (rates, averages) disagree with their own base columns or
+/// with the sessions they summarise; each entry names the check.
+pub fn derived_column_breaches(client: &mut Client) -> Vec<String> {
+    let checks = [
+        ("product_stats view_to_cart_rate", "SELECT count(*) FROM product_stats WHERE view_to_cart_rate IS DISTINCT FROM cart_adds::float8 / nullif(views, 0)"),
+        ("product_stats cart_to_purchase_rate", "SELECT count(*) FROM product_stats WHERE cart_to_purchase_rate IS DISTINCT FROM purchases::float8 / nullif(cart_adds, 0)"),
+        ("funnel conversion_rate", "SELECT count(*) FROM funnel WHERE abs(conversion_rate - purchase_sessions::float8 / sessions) > 1e-12"),
+        ("conversion conversion_rate", "SELECT count(*) FROM conversion WHERE abs(conversion_rate - converted_sessions::float8 / sessions) > 1e-12"),
+        ("funnel vs sessions", "SELECT count(*) FROM funnel f LEFT JOIN LATERAL (
+            SELECT count(*) n, avg(bounced::int) bounce, avg(duration_seconds) avg_s,
+                   sum(cart_abandoned::int)::float8 / nullif(sum((cart_adds > 0)::int), 0) abandon
+            FROM sessions s WHERE s.session_start >= f.window_start AND s.session_start < f.window_end) x ON true
+            WHERE x.n <> f.sessions OR abs(x.bounce - f.bounce_rate) > 1e-9 OR abs(x.avg_s - f.avg_session_seconds) > 1e-6
+               OR (x.abandon IS NULL) <> (f.cart_abandonment_rate IS NULL) OR abs(x.abandon - f.cart_abandonment_rate) > 1e-9"),
+    ];
+    let mut breaches = Vec::new();
+    for (name, sql) in checks {
+        let n: i64 = client.query_one(sql, &[]).expect(name).get(0);
+        if n > 0 {
+            breaches.push(format!("{name}: {n} rows"));
+        }
+    }
+    breaches
+}
+
+/// Asserts two table dumps are equal, showing the first differing lines per table.
+pub fn assert_tables_eq(actual: &BTreeMap<&'static str, Vec<String>>, expected: &BTreeMap<&'static str, Vec<String>>) {
+    let mut report = String::new();
+    for (table, want) in expected {
+        let got = &actual[table];
+        if got != want {
+            let (got_set, want_set): (BTreeSet<_>, BTreeSet<_>) = (got.iter().collect(), want.iter().collect());
+            let missing: Vec<_> = want_set.difference(&got_set).take(3).collect();
+            let extra: Vec<_> = got_set.difference(&want_set).take(3).collect();
+            report.push_str(&format!(
+                "\n{table}: {} rows, expected {}\n  missing: {missing:#?}\n  unexpected: {extra:#?}",
+                got.len(),
+                want.len()
+            ));
+        }
+    }
+    assert!(report.is_empty(), "tables differ from the reference:{report}");
+}
+
+/// Dead letters as (line number, reason), from `source` = `file:PATH:LINE`.
+pub fn dead_letters(client: &mut Client) -> BTreeMap<usize, String> {
+    client
+        .query("SELECT source, reason FROM dead_letters", &[])
+        .expect("dead_letters")
+        .iter()
+        .map(|r| {
+            let source: String = r.get(0);
+            let line = source.rsplit(':').next().and_then(|n| n.parse().ok()).expect("source ends in a line number");
+            (line, r.get(1))
+        })
+        .collect()
+}
