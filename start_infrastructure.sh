@@ -39,7 +39,7 @@ else
   if [ ! -f "$data/postgres/PG_VERSION" ]; then
     as_postgres "'$bin/initdb' -D '$data/postgres' -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null"
   fi
-  as_postgres "'$bin/pg_ctl' -D '$data/postgres' -l '$data/postgres.log' -w -o \"-p $port -k /tmp -c listen_addresses=127.0.0.1\" start >/dev/null"
+  as_postgres "'$bin/pg_ctl' -D '$data/postgres' -l '$data/postgres.log' -w -o \"-p $port -k /tmp -c listen_addresses=127.0.0.1 -c shared_buffers=1GB -c max_wal_size=8GB -c checkpoint_timeout=30min\" start >/dev/null"
   echo "PostgreSQL started on 127.0.0.1:$port (files in $data/postgres, log in $data/postgres.log)"
 fi
 

@@ -175,6 +175,7 @@ fn run(command: Command) -> Result<()> {
                 late = c.late,
                 seconds = format!("{:.2}", outcome.seconds),
                 events_per_second = format!("{:.0}", c.input as f64 / outcome.seconds),
+                peak_memory_mib = process::peak_memory_mib().map(|m| format!("{m:.0}")).unwrap_or_default(),
                 "all rows final"
             );
             if !a.quiet {

@@ -8,7 +8,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -27,6 +27,8 @@ use crate::source;
 const EPOCH_INTERVAL: Duration = Duration::from_millis(200);
 /// Epochs read ahead of the sink at most: bounds memory when the input is faster.
 const EPOCHS_IN_FLIGHT: u64 = 4;
+/// Rows gathered for the next write at most while the writer is busy.
+const MAX_PENDING_ROWS: usize = 50_000;
 
 pub struct Options {
     pub input: String,
@@ -44,6 +46,13 @@ pub struct Options {
 pub struct Outcome {
     pub counts: Counts,
     pub seconds: f64,
+}
+
+/// Peak resident memory of this process in MiB (Linux), for the closing log line.
+pub fn peak_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: f64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 pub fn now_millis() -> Millis {
@@ -168,9 +177,17 @@ impl Reporter {
         }
     }
 
-    /// Sends what has been collected to the writer, with a progress row when one is
-    /// due (every `interval`, and at the end when `last`).
+    /// Sends what has been collected to the writer when it is idle, with a progress row
+    /// when one is due (every `interval`, and at the end when `last`). While the writer
+    /// is busy, completed epochs accumulate, and several versions of a row become one
+    /// write; past `MAX_PENDING_ROWS` the worker waits for the writer instead.
     fn hand_over(&mut self, collected: &Rc<RefCell<Collected>>, writer: &mut Writer, read: Counts, last: bool) -> Result<()> {
+        if writer.busy()? {
+            if !last && collected.borrow().batch.rows() < MAX_PENDING_ROWS {
+                return Ok(());
+            }
+            writer.wait_idle()?;
+        }
         let batch = std::mem::take(&mut collected.borrow_mut().batch);
         self.open_sessions += batch.open_sessions_delta;
         if let Some(p) = batch.progress.values().next() {
@@ -219,36 +236,65 @@ impl Reporter {
     }
 }
 
-/// The writer thread: owns the connection and writes batches in order. The channel is
-/// short, so a slow database slows reading instead of filling memory.
+/// The writer thread: owns the connection and writes batches in order, one at a time.
 struct Writer {
-    jobs: Option<SyncSender<(Batch, Option<ProgressRow>)>>,
+    jobs: Option<Sender<(Batch, Option<ProgressRow>)>>,
+    written: Receiver<()>,
+    in_flight: usize,
     thread: Option<JoinHandle<Result<()>>>,
 }
 
 impl Writer {
     fn spawn(mut sink: PgSink) -> Writer {
-        let (jobs, queue) = sync_channel::<(Batch, Option<ProgressRow>)>(2);
+        let (jobs, queue) = channel::<(Batch, Option<ProgressRow>)>();
+        let (done, written) = channel();
         let thread = std::thread::Builder::new()
             .name("postgres-writer".into())
             .spawn(move || -> Result<()> {
                 for (batch, progress) in queue {
                     sink.write(&batch, progress.as_ref())?;
+                    let _ = done.send(());
                 }
                 Ok(())
             })
             .expect("spawn the writer thread");
-        Writer { jobs: Some(jobs), thread: Some(thread) }
+        Writer { jobs: Some(jobs), written, in_flight: 0, thread: Some(thread) }
+    }
+
+    /// Whether a batch is still being written.
+    fn busy(&mut self) -> Result<bool> {
+        loop {
+            match self.written.try_recv() {
+                Ok(()) => self.in_flight -= 1,
+                Err(TryRecvError::Empty) => return Ok(self.in_flight > 0),
+                Err(TryRecvError::Disconnected) => return self.stopped().map(|_| false),
+            }
+        }
+    }
+
+    fn wait_idle(&mut self) -> Result<()> {
+        while self.in_flight > 0 {
+            match self.written.recv() {
+                Ok(()) => self.in_flight -= 1,
+                Err(_) => return self.stopped(),
+            }
+        }
+        Ok(())
     }
 
     fn send(&mut self, batch: Batch, progress: Option<ProgressRow>) -> Result<()> {
         let jobs = self.jobs.as_ref().expect("writer is open");
         if jobs.send((batch, progress)).is_err() {
-            // The writer stopped early: only an error stops it, and it says why.
-            self.finish()?;
-            return Err(anyhow!("the PostgreSQL writer stopped"));
+            return self.stopped();
         }
+        self.in_flight += 1;
         Ok(())
+    }
+
+    /// The writer ended early: only an error ends it, and it says why.
+    fn stopped(&mut self) -> Result<()> {
+        self.finish()?;
+        Err(anyhow!("the PostgreSQL writer stopped"))
     }
 
     /// Waits for every batch to be written.
@@ -257,7 +303,6 @@ impl Writer {
         match self.thread.take() {
             Some(t) => t.join().map_err(|_| anyhow!("the PostgreSQL writer panicked"))?,
             None => Ok(()),
-        }?;
-        Ok(())
+        }
     }
 }

@@ -51,6 +51,17 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Rows to write, all tables together.
+    pub fn rows(&self) -> usize {
+        self.events.len()
+            + self.dead_letters.len()
+            + self.sessions.rows.len()
+            + self.traffic.rows.len()
+            + self.products.rows.len()
+            + self.funnel.rows.len()
+            + self.conversion.rows.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.events.is_empty()
             && self.dead_letters.is_empty()
