@@ -61,8 +61,8 @@ pub fn now_millis() -> Millis {
 
 /// Replays a bounded input into PostgreSQL; returns once every row is final and written.
 pub fn run(options: Options) -> Result<Outcome> {
-    let sink = PgSink::connect(&options.postgres)?;
     let lines = source::file::open(&options.input)?;
+    let sink = PgSink::connect(&options.postgres)?;
     let started = Instant::now();
     let writer = Writer::spawn(sink);
     let handoff = Arc::new(Mutex::new(Some((lines, writer))));

@@ -1,0 +1,60 @@
+//! The command line as scripts use it: one-line errors with a non-zero status, stdin
+//! input, and the same bytes for the same seed.
+
+mod support;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use support::*;
+
+/// Runs clickflow expecting failure; returns stderr.
+fn fails(args: &[&str]) -> String {
+    let out = Command::new(BIN).args(args).env_remove("DATABASE_URL").env("RUST_LOG", "warn").output().expect("run clickflow");
+    assert!(!out.status.success(), "clickflow {args:?} should fail");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line for {args:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+#[test]
+fn errors_are_one_line_naming_what_failed() {
+    let dir = scratch("cli-errors");
+    let file = dir.join("one.jsonl");
+    std::fs::write(&file, "{}\n").unwrap();
+    let file = file.to_str().unwrap();
+    assert!(fails(&["process", "--input", file, "--postgres", "postgres://nobody@127.0.0.1:1/none"]).contains("cannot connect to PostgreSQL at postgres://nobody@127.0.0.1:1/none"));
+    assert!(fails(&["process", "--input", file, "--postgres", "postgres://u:secret@127.0.0.1:1/x"]).contains("postgres://u@127.0.0.1:1/x"), "the password is not printed");
+    let db = TestDb::new("cli_errors");
+    assert!(fails(&["process", "--input", "/no/such/file.jsonl", "--postgres", &db.url]).contains("cannot open input file /no/such/file.jsonl"));
+    assert!(fails(&["process", "--input", file, "--postgres", &db.url, "--session-gap", "30"]).contains("has no unit"));
+    assert!(fails(&["process", "--input", file]).contains("--postgres"), "no URL and no DATABASE_URL");
+    assert!(fails(&["produce", "--duplicates", "1.5"]).contains("not a probability"));
+    assert!(fails(&["produce", "--events", "1", "--out", "/no/such/dir/x.jsonl"]).contains("cannot create output file"));
+}
+
+#[test]
+fn same_seed_same_bytes_and_stdin_input() {
+    let a = clickflow(&["produce", "--events", "3000", "--seed", "9", "--malformed", "0.01", "--duplicates", "0.01"]);
+    let b = clickflow(&["produce", "--events", "3000", "--seed", "9", "--malformed", "0.01", "--duplicates", "0.01"]);
+    assert_eq!(a, b);
+    assert_ne!(a, clickflow(&["produce", "--events", "3000", "--seed", "10"]));
+
+    let db = TestDb::new("cli_stdin");
+    let mut child = Command::new(BIN)
+        .args(["process", "--input", "-", "--postgres", &db.url, "--quiet"])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(a.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+    let mut client = db.client();
+    let (events, dead): (i64, i64) = {
+        let r = client.query_one("SELECT (SELECT count(*) FROM events_raw), (SELECT count(*) FROM dead_letters WHERE source LIKE 'file:-:%')", &[]).unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert!(events > 2900, "{events} events from stdin");
+    assert!(dead > 0, "malformed lines from stdin are dead-lettered with their line");
+}
