@@ -71,9 +71,11 @@ pub fn run(options: &Options) -> Result<u64> {
         generated += 1;
         line.clear();
         encode(&shop, &event, &mut line);
-        delivery.push(event.time, &line);
         while let Some(ready) = delivery.pop_ready(event.time) {
             write(&ready, &mut out, &mut written)?;
+        }
+        if !delivery.push(event.time, &line) {
+            write(&line, &mut out, &mut written)?;
         }
         if let Some(rate) = options.rate {
             let due = started + Duration::from_secs_f64(generated as f64 / rate);
@@ -159,7 +161,9 @@ impl Delivery {
         self.queue.push(Reverse((at, self.sequence, line)));
     }
 
-    fn push(&mut self, time: Millis, line: &str) {
+    /// Schedules the line, with its faults; returns false when it is due now with
+    /// nothing queued before it, for the caller to write straight away.
+    fn push(&mut self, time: Millis, line: &str) -> bool {
         let f = self.faults;
         let mut at = time;
         if f.out_of_order > 0.0 && self.rng.random_bool(f.out_of_order) && f.max_disorder > 1 {
@@ -175,7 +179,11 @@ impl Delivery {
             let bad = self.malformed(line);
             self.enqueue(time, bad);
         }
+        if at == time && self.queue.is_empty() {
+            return false;
+        }
         self.enqueue(at, line.to_owned());
+        true
     }
 
     /// Each dead-letter reason in turn, made from a good line.
