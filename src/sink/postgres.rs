@@ -81,23 +81,8 @@ impl PgSink {
     /// Writes one batch, and `progress` if given, in one transaction.
     pub fn write(&mut self, batch: &Batch, progress: Option<&ProgressRow>) -> Result<()> {
         let mut tx = self.client.transaction()?;
-        let mut line = CopyLine::default();
-        if !batch.events.is_empty() {
-            let mut data = String::new();
-            for e in &batch.events {
-                write_event(e, &mut line);
-                line.finish_into(&mut data);
-            }
-            insert_new(&mut tx, &EVENTS_RAW, &data)?;
-        }
-        if !batch.dead_letters.is_empty() {
-            let mut data = String::new();
-            for d in &batch.dead_letters {
-                write_dead_letter(d, &mut line);
-                line.finish_into(&mut data);
-            }
-            insert_new(&mut tx, &DEAD_LETTERS, &data)?;
-        }
+        insert_new(&mut tx, &EVENTS_RAW, &batch.events, write_event)?;
+        insert_new(&mut tx, &DEAD_LETTERS, &batch.dead_letters, write_dead_letter)?;
         upsert(&mut tx, &batch.sessions)?;
         upsert(&mut tx, &batch.traffic)?;
         upsert(&mut tx, &batch.products)?;
@@ -120,8 +105,16 @@ fn copy(tx: &mut Transaction<'_>, table: &str, columns: &[&str], data: &str) -> 
 }
 
 /// Inserts rows whose key is new; rows already present are left as they are.
-fn insert_new(tx: &mut Transaction<'_>, t: &Table, data: &str) -> Result<()> {
-    copy(tx, &format!("stage_{}", t.name), t.columns, data)?;
+fn insert_new<T>(tx: &mut Transaction<'_>, t: &Table, items: &[T], write: fn(&T, &mut CopyLine)) -> Result<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let (mut line, mut data) = (CopyLine::default(), String::new());
+    for item in items {
+        write(item, &mut line);
+        line.finish_into(&mut data);
+    }
+    copy(tx, &format!("stage_{}", t.name), t.columns, &data)?;
     let columns = t.columns.join(", ");
     tx.batch_execute(&format!(
         "INSERT INTO {0} ({1}) SELECT {1} FROM stage_{0} ON CONFLICT ({2}) DO NOTHING",
