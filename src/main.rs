@@ -4,8 +4,10 @@
 //! exit status. Each subcommand lives in its own module.
 
 mod cli;
+mod kafka;
 mod process;
 mod producer;
+mod signals;
 mod sink;
 mod source;
 mod summary;
@@ -31,6 +33,22 @@ enum Command {
     Produce(ProduceArgs),
     /// Replay events through the dataflow into PostgreSQL.
     Process(ProcessArgs),
+    /// Run a development Kafka broker in this process (librdkafka's in-memory mock
+    /// cluster: no persistence, for local use and tests), until stopped.
+    Broker(BrokerArgs),
+}
+
+#[derive(Args)]
+struct BrokerArgs {
+    /// Write the broker's address (host:port) to this file.
+    #[arg(long)]
+    address_file: Option<String>,
+    /// Topic to create.
+    #[arg(long, default_value = "clickstream")]
+    topic: String,
+    /// Partitions of that topic.
+    #[arg(long, default_value_t = 4)]
+    partitions: usize,
 }
 
 #[derive(Args)]
@@ -41,9 +59,18 @@ struct ProduceArgs {
     /// Random seed: the same seed and flags give the same bytes.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Output file, `-` for stdout.
-    #[arg(long, default_value = "-")]
+    /// Output file, `-` for stdout (unless --brokers is given).
+    #[arg(long, default_value = "-", conflicts_with = "brokers")]
     out: String,
+    /// Kafka bootstrap servers: send to Kafka instead of a file.
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Kafka topic.
+    #[arg(long, default_value = "clickstream")]
+    topic: String,
+    /// Partitions of the topic when it has to be created.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    partitions: u16,
     /// Event time of the first visit, RFC 3339 [default: 2026-11-01T00:00:00Z, or now with --rate].
     #[arg(long, value_parser = cli::timestamp)]
     start_time: Option<Millis>,
@@ -74,8 +101,21 @@ struct ProduceArgs {
 #[derive(Args)]
 struct ProcessArgs {
     /// JSON Lines input file, `-` for stdin.
+    #[arg(long, required_unless_present = "brokers", conflicts_with = "brokers")]
+    input: Option<String>,
+    /// Kafka bootstrap servers: consume the topic instead of a file.
     #[arg(long)]
-    input: String,
+    brokers: Option<String>,
+    /// Kafka topic.
+    #[arg(long, default_value = "clickstream")]
+    topic: String,
+    /// With --brokers: once no message has arrived for this long, finalise everything
+    /// and exit [default: run until stopped].
+    #[arg(long, value_parser = cli::duration)]
+    until_idle: Option<Millis>,
+    /// A partition with no accepted event for this long no longer holds the watermark back.
+    #[arg(long, default_value = "30s", value_parser = cli::duration)]
+    idle_timeout: Millis,
     /// PostgreSQL URL [default: $DATABASE_URL].
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     postgres: String,
@@ -144,10 +184,14 @@ fn run(command: Command) -> Result<()> {
     match command {
         Command::Produce(a) => {
             let start = a.start_time.unwrap_or_else(|| if a.rate.is_some() { process::now_millis() } else { 1_793_491_200_000 });
+            let out = match a.brokers {
+                Some(brokers) => producer::Output::Kafka { brokers, topic: a.topic, partitions: usize::from(a.partitions) },
+                None => producer::Output::File(a.out),
+            };
             let options = producer::Options {
                 events: a.events,
                 seed: a.seed,
-                out: a.out,
+                out,
                 start,
                 events_per_second: a.rate.unwrap_or(a.events_per_second),
                 rate: a.rate,
@@ -159,17 +203,30 @@ fn run(command: Command) -> Result<()> {
                     malformed: a.malformed,
                 },
             };
-            let lines = producer::run(&options)?;
-            tracing::info!(lines, "done");
+            let sent = producer::run(&options)?;
+            tracing::info!(lines = sent.lines, failed = sent.failed, "done");
+            if sent.failed > 0 {
+                anyhow::bail!("Kafka did not accept {} of {} messages", sent.failed, sent.lines);
+            }
             Ok(())
         }
         Command::Process(a) => {
             let run_id = a.run_id.unwrap_or_else(|| format!("process-{}", dataflows::time::format_rfc3339(process::now_millis())));
+            let input = match (a.input, a.brokers) {
+                (Some(path), _) => process::Input::File(path),
+                (None, Some(brokers)) => process::Input::Kafka {
+                    brokers,
+                    topic: a.topic,
+                    until_idle: a.until_idle.map(|ms| Duration::from_millis(ms as u64)),
+                },
+                (None, None) => unreachable!("clap requires --input or --brokers"),
+            };
             let options = process::Options {
-                input: a.input,
+                input,
                 postgres: a.postgres.clone(),
                 settings: Settings { session_gap: a.session_gap, traffic_window: a.traffic_window, stats_window: a.stats_window },
                 watermark_delay: a.watermark_delay,
+                idle_timeout: a.idle_timeout,
                 workers: usize::from(a.workers),
                 epoch_events: a.epoch_events as usize,
                 progress_interval: Duration::from_millis(a.progress_interval as u64),
@@ -186,12 +243,14 @@ fn run(command: Command) -> Result<()> {
                 seconds = format!("{:.2}", outcome.seconds),
                 events_per_second = format!("{:.0}", c.input as f64 / outcome.seconds),
                 peak_memory_mib = process::peak_memory_mib().map(|m| format!("{m:.0}")).unwrap_or_default(),
-                "all rows final"
+                "{}",
+                if outcome.finished { "all rows final" } else { "stopped" }
             );
             if !a.quiet {
                 summary::print(&a.postgres)?;
             }
             Ok(())
         }
+        Command::Broker(a) => kafka::serve_development_broker(a.address_file.as_deref(), &a.topic, a.partitions),
     }
 }

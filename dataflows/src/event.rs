@@ -281,9 +281,13 @@ fn is_null(raw: Option<&RawValue>) -> bool {
 }
 
 fn string_value(raw: &RawValue, field: &str) -> Result<String, Rejection> {
-    serde_json::from_str::<Cow<str>>(raw.get())
-        .map(Cow::into_owned)
-        .map_err(|_| Rejection::new(Reason::InvalidField, format!("{field}: expected a string, got {}", truncate(raw.get(), 64))))
+    let s = serde_json::from_str::<Cow<str>>(raw.get())
+        .map_err(|_| Rejection::new(Reason::InvalidField, format!("{field}: expected a string, got {}", truncate(raw.get(), 64))))?;
+    if s.contains('\0') {
+        // PostgreSQL text cannot hold NUL: storing the event would change it.
+        return Err(Rejection::new(Reason::InvalidField, format!("{field}: contains a NUL character")));
+    }
+    Ok(s.into_owned())
 }
 
 fn required_string(raw: Option<&RawValue>, field: &str, non_empty: bool) -> Result<String, Rejection> {
@@ -530,6 +534,7 @@ mod tests {
         assert_eq!(reason_with("country", "Germany".into()), Reason::InvalidField);
         assert_eq!(reason_with("referrer", "tv".into()), Reason::InvalidField);
         assert_eq!(reason_with("ip", "999.1.1.1".into()), Reason::InvalidField);
+        assert_eq!(reason_with("user_agent", "a\u{0}b".into()), Reason::InvalidField);
         assert_eq!(reason_with("event_time", "2027-02-01T00:00:00Z".into()), Reason::FutureEventTime);
         let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(MAX_MESSAGE_BYTES));
         assert_eq!(parse_event(big.as_bytes(), NOW).unwrap_err().reason, Reason::Oversized);

@@ -1,15 +1,17 @@
 //! Admission of parsed messages, before they enter the dataflow: the watermark, lateness
 //! and dedupe of CONTRACT §1–2, one message at a time in input order.
 //!
-//! Owns the running watermark W and the set of recently accepted `event_id`s. It runs
-//! where the input is read (timely capabilities cannot move backwards, so nothing late
-//! may enter the graph). It knows nothing of windows, sessions or I/O.
+//! Owns what the partitions of an input share within a process ([`InputState`]: the
+//! watermark clock and the ids of accepted events) and each partition's admission
+//! ([`Ingest`]). It runs where the input is read (timely capabilities cannot move
+//! backwards, so nothing late may enter the graph). It knows nothing of windows,
+//! sessions or I/O; wall-clock times are passed in.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use crate::event::{parse_event, Event, Reason, Rejection};
-use crate::time::Millis;
+use crate::time::{format_rfc3339, Millis};
 
 /// What became of one message.
 #[derive(Debug)]
@@ -22,7 +24,7 @@ pub enum Admission {
     Rejected(Rejection),
 }
 
-/// Running totals of what `Ingest` decided, since it was made.
+/// Running totals of what an `Ingest` decided, since it was made.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Counts {
     pub input: u64,
@@ -32,31 +34,148 @@ pub struct Counts {
     pub late: u64,
 }
 
-/// Watermark, lateness and dedupe for one input partition.
-///
-/// The partition watermark is the largest accepted `event_time` minus the delay; a
-/// rejected message never moves it. An event with `event_time < W` is late. Among events
-/// that are not late, a second one with an accepted `event_id` is a duplicate. An id is
-/// remembered until W passes its event time: any later copy of that event is late.
-pub struct Ingest {
-    watermark_delay: Millis,
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, o: Counts) {
+        self.input += o.input;
+        self.accepted += o.accepted;
+        self.duplicates += o.duplicates;
+        self.dead_letters += o.dead_letters;
+        self.late += o.late;
+    }
+}
+
+struct Partition {
     max_event_time: Option<Millis>,
-    seen: HashSet<Arc<str>>,
-    expiry: BTreeMap<Millis, Vec<Arc<str>>>,
+    /// Wall-clock time of the last accepted event, or of registration before any.
+    active_at: Millis,
+}
+
+/// Every `event_id` accepted, kept compactly: a canonical lower-case UUID as 16 bytes,
+/// anything else as its text.
+#[derive(Default)]
+struct SeenIds {
+    uuids: HashSet<u128>,
+    others: HashSet<Box<str>>,
+}
+
+impl SeenIds {
+    /// Remembers `id`; false if it was already there.
+    fn insert(&mut self, id: &str) -> bool {
+        match canonical_uuid(id) {
+            Some(u) => self.uuids.insert(u),
+            None => self.others.insert(id.into()),
+        }
+    }
+}
+
+/// The 128 bits of a UUID written as 36 lower-case hex digits and hyphens, else `None`
+/// (so that two different strings never share a key).
+fn canonical_uuid(id: &str) -> Option<u128> {
+    let b = id.as_bytes();
+    if b.len() != 36 {
+        return None;
+    }
+    let mut v: u128 = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let digit = match (i, c) {
+            (8 | 13 | 18 | 23, b'-') => continue,
+            (8 | 13 | 18 | 23, _) => return None,
+            (_, b'0'..=b'9') => c - b'0',
+            (_, b'a'..=b'f') => c - b'a' + 10,
+            _ => return None,
+        };
+        v = (v << 4) | u128::from(digit);
+    }
+    Some(v)
+}
+
+struct State {
+    delay: Millis,
+    idle_timeout: Millis,
+    partitions: HashMap<String, Partition>,
+    current: Millis,
+    seen: SeenIds,
+}
+
+impl State {
+    fn watermark(&mut self, now: Millis) -> Millis {
+        let idle_before = now.saturating_sub(self.idle_timeout);
+        let delay = self.delay;
+        let active = self.partitions.values().filter(|p| p.active_at >= idle_before);
+        let computed = active.map(|p| p.max_event_time.map_or(Millis::MIN, |t| t.saturating_sub(delay))).min();
+        if let Some(w) = computed {
+            self.current = self.current.max(w);
+        }
+        self.current
+    }
+}
+
+/// What the partitions of one input share within a process: the watermark W
+/// (CONTRACT §2) and the ids of accepted events. Cloning shares it.
+///
+/// W is the minimum, over the partitions that accepted an event within `idle_timeout`,
+/// of the partition's largest accepted event time minus the delay. A partition
+/// registered but without data yet holds W back until it has data or `idle_timeout`
+/// passes, so that a lagging partition is not made late by a fast one at start. W never
+/// goes backwards.
+#[derive(Clone)]
+pub struct InputState {
+    state: Arc<Mutex<State>>,
+}
+
+impl InputState {
+    pub fn new(delay: Millis, idle_timeout: Millis) -> Self {
+        let state = State { delay, idle_timeout, partitions: HashMap::new(), current: Millis::MIN, seen: SeenIds::default() };
+        InputState { state: Arc::new(Mutex::new(state)) }
+    }
+
+    /// Declares a partition of the input, at wall-clock time `now`.
+    pub fn register(&self, partition: &str, now: Millis) {
+        let mut state = self.lock();
+        state.partitions.entry(partition.to_owned()).or_insert(Partition { max_event_time: None, active_at: now });
+    }
+
+    /// W at wall-clock time `now`.
+    pub fn watermark(&self, now: Millis) -> Millis {
+        self.lock().watermark(now)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // Every update is a single step, so a panic elsewhere cannot leave it half done.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Admission for one input partition, against its input's [`InputState`].
+///
+/// An event with `event_time < W` is late. Among events that are not late, one whose
+/// `event_id` was accepted before, from any partition, is a duplicate: the first accepted
+/// copy wins. Ids are remembered for the whole run (about 20 bytes each for UUIDs).
+pub struct Ingest {
+    input: InputState,
+    partition: String,
+    max_event_time: Option<Millis>,
     counts: Counts,
 }
 
 impl Ingest {
-    pub fn new(watermark_delay: Millis) -> Self {
-        Ingest { watermark_delay, max_event_time: None, seen: HashSet::new(), expiry: BTreeMap::new(), counts: Counts::default() }
+    /// Admission for `partition` of the input whose shared state is `input`.
+    pub fn new(input: InputState, partition: &str, now: Millis) -> Self {
+        input.register(partition, now);
+        Ingest { input, partition: partition.to_owned(), max_event_time: None, counts: Counts::default() }
     }
 
-    /// The watermark W: `Millis::MIN` before the first accepted event.
-    pub fn watermark(&self) -> Millis {
-        self.max_event_time.map_or(Millis::MIN, |t| t.saturating_sub(self.watermark_delay))
+    /// Admission for an input of one partition that never idles (a file, stdin).
+    pub fn single(watermark_delay: Millis) -> Self {
+        Ingest::new(InputState::new(watermark_delay, Millis::MAX), "", 0)
     }
 
-    /// The largest accepted event time so far.
+    /// The input's watermark W at wall-clock time `now`.
+    pub fn watermark(&self, now: Millis) -> Millis {
+        self.input.watermark(now)
+    }
+
+    /// The largest event time accepted from this partition.
     pub fn max_event_time(&self) -> Option<Millis> {
         self.max_event_time
     }
@@ -65,12 +184,12 @@ impl Ingest {
         self.counts
     }
 
-    /// Decides one message; `now` is the wall clock for the future-time rule.
+    /// Decides one message; `now` is the wall clock for the future-time and idle rules.
     pub fn admit(&mut self, bytes: &[u8], now: Millis) -> Admission {
         self.counts.input += 1;
         let admission = match parse_event(bytes, now) {
             Err(rejection) => Admission::Rejected(rejection),
-            Ok(event) => self.admit_event(event),
+            Ok(event) => self.admit_event(event, now),
         };
         match &admission {
             Admission::Accepted(_) => self.counts.accepted += 1,
@@ -85,53 +204,33 @@ impl Ingest {
         admission
     }
 
-    fn admit_event(&mut self, event: Event) -> Admission {
-        let watermark = self.watermark();
+    fn admit_event(&mut self, event: Event, now: Millis) -> Admission {
+        let mut state = self.input.lock();
+        let watermark = state.watermark(now);
         if event.event_time < watermark {
             return Admission::Rejected(Rejection::new(
                 Reason::Late,
-                format!(
-                    "event_time {} is before the watermark {}",
-                    crate::time::format_rfc3339(event.event_time),
-                    crate::time::format_rfc3339(watermark)
-                ),
+                format!("event_time {} is before the watermark {}", format_rfc3339(event.event_time), format_rfc3339(watermark)),
             ));
         }
-        if self.seen.contains(event.event_id.as_str()) {
+        if !state.seen.insert(&event.event_id) {
             return Admission::Duplicate;
         }
-        let id: Arc<str> = Arc::from(event.event_id.as_str());
-        self.seen.insert(id.clone());
-        self.expiry.entry(event.event_time).or_default().push(id);
+        let p = state.partitions.entry(self.partition.clone()).or_insert(Partition { max_event_time: None, active_at: now });
+        p.max_event_time = Some(p.max_event_time.map_or(event.event_time, |m| m.max(event.event_time)));
+        p.active_at = now;
+        drop(state);
         if self.max_event_time.is_none_or(|m| event.event_time > m) {
             self.max_event_time = Some(event.event_time);
-            self.forget_before(self.watermark());
         }
         Admission::Accepted(event)
-    }
-
-    fn forget_before(&mut self, watermark: Millis) {
-        while let Some(entry) = self.expiry.first_entry() {
-            if *entry.key() >= watermark {
-                break;
-            }
-            for id in entry.remove() {
-                self.seen.remove(&id);
-            }
-        }
-    }
-
-    /// How many event ids are remembered for dedupe (for memory figures and tests).
-    pub fn remembered_ids(&self) -> usize {
-        self.seen.len()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::time::format_rfc3339;
-
+    
     const NOW: Millis = 1_800_000_000_000;
     const T0: Millis = 1_761_984_000_000;
 
@@ -149,9 +248,9 @@ mod tests {
 
     #[test]
     fn late_event_is_dead_lettered_and_counted() {
-        let mut ingest = Ingest::new(60_000);
+        let mut ingest = Ingest::single(60_000);
         assert!(is_accepted(&ingest.admit(&line("a", T0 + 120_000), NOW)));
-        assert_eq!(ingest.watermark(), T0 + 60_000);
+        assert_eq!(ingest.watermark(NOW), T0 + 60_000);
         assert!(is_accepted(&ingest.admit(&line("b", T0 + 60_000), NOW)), "exactly at W is on time");
         match ingest.admit(&line("c", T0 + 59_999), NOW) {
             Admission::Rejected(r) => assert_eq!(r.reason, Reason::Late),
@@ -162,31 +261,64 @@ mod tests {
 
     #[test]
     fn duplicate_counts_once_first_wins() {
-        let mut ingest = Ingest::new(60_000);
+        let mut ingest = Ingest::single(60_000);
         assert!(is_accepted(&ingest.admit(&line("a", T0), NOW)));
         assert!(matches!(ingest.admit(&line("a", T0 + 1), NOW), Admission::Duplicate));
+        assert_eq!(ingest.watermark(NOW), T0 - 60_000);
         assert_eq!(ingest.max_event_time(), Some(T0), "a duplicate does not move the watermark");
         assert_eq!(ingest.counts().duplicates, 1);
     }
 
     #[test]
     fn rejected_messages_do_not_move_the_watermark() {
-        let mut ingest = Ingest::new(60_000);
+        let mut ingest = Ingest::single(60_000);
         ingest.admit(&line("a", T0), NOW);
         let far_future = line("f", NOW + 3_600_000);
         assert!(matches!(ingest.admit(&far_future, NOW), Admission::Rejected(r) if r.reason == Reason::FutureEventTime));
-        assert_eq!(ingest.watermark(), T0 - 60_000);
+        assert_eq!(ingest.watermark(NOW), T0 - 60_000);
         assert!(is_accepted(&ingest.admit(&line("b", T0 - 30_000), NOW)));
     }
 
     #[test]
-    fn forgets_ids_once_the_watermark_passes_them() {
-        let mut ingest = Ingest::new(60_000);
-        for i in 0..100 {
-            ingest.admit(&line(&format!("e{i}"), T0 + i * 1000), NOW);
-        }
-        assert_eq!(ingest.remembered_ids(), 61);
-        // A copy of a forgotten event is late, never accepted twice.
-        assert!(matches!(ingest.admit(&line("e0", T0), NOW), Admission::Rejected(r) if r.reason == Reason::Late));
+    fn a_reused_id_is_a_duplicate_however_much_later() {
+        let mut ingest = Ingest::single(60_000);
+        assert!(is_accepted(&ingest.admit(&line("a", T0), NOW)));
+        assert!(is_accepted(&ingest.admit(&line("b", T0 + 3_600_000), NOW)));
+        assert!(matches!(ingest.admit(&line("a", T0 + 3_600_000), NOW), Admission::Duplicate));
+        // An exact copy that arrives after W passed it is late (lateness is checked first).
+        assert!(matches!(ingest.admit(&line("a", T0), NOW), Admission::Rejected(r) if r.reason == Reason::Late));
+    }
+
+    #[test]
+    fn uuids_are_kept_compactly_without_confusing_spellings() {
+        let lower = "3fe7cde8-72c7-4bc9-bb4c-36fa3bb07c26";
+        assert!(canonical_uuid(lower).is_some());
+        assert_eq!(canonical_uuid(&lower.to_uppercase()), None, "upper case is another string, kept as text");
+        assert_eq!(canonical_uuid("3fe7cde8x72c7-4bc9-bb4c-36fa3bb07c26"), None);
+        let mut seen = SeenIds::default();
+        assert!(seen.insert(lower));
+        assert!(seen.insert(&lower.to_uppercase()));
+        assert!(!seen.insert(lower));
+        assert!(!seen.insert(&lower.to_uppercase()));
+    }
+
+    #[test]
+    fn watermark_is_the_minimum_over_active_partitions() {
+        let clock = InputState::new(60_000, 30_000);
+        let mut fast = Ingest::new(clock.clone(), "p0", NOW);
+        let mut slow = Ingest::new(clock.clone(), "p1", NOW);
+        assert!(is_accepted(&fast.admit(&line("a", T0 + 600_000), NOW)));
+        assert_eq!(clock.watermark(NOW), Millis::MIN, "p1 has no data yet: it holds W back");
+        assert!(is_accepted(&slow.admit(&line("b", T0), NOW + 1000)), "the lagging partition is not late");
+        assert_eq!(clock.watermark(NOW + 1000), T0 - 60_000);
+        // p1 falls silent: after the idle timeout it no longer holds W back.
+        assert!(is_accepted(&fast.admit(&line("c", T0 + 601_000), NOW + 20_000)));
+        assert_eq!(clock.watermark(NOW + 31_000), T0 - 60_000);
+        assert_eq!(clock.watermark(NOW + 31_001), T0 + 541_000);
+        // W never goes backwards, even when p1 wakes up with old data (which is late).
+        assert!(matches!(slow.admit(&line("d", T0 + 1000), NOW + 40_000), Admission::Rejected(r) if r.reason == Reason::Late));
+        assert_eq!(clock.watermark(NOW + 40_000), T0 + 541_000);
+        // Dedupe spans partitions: the first accepted copy wins.
+        assert!(matches!(slow.admit(&line("c", T0 + 601_000), NOW + 40_000), Admission::Duplicate));
     }
 }

@@ -142,6 +142,8 @@ pub struct SourceProgress {
     pub counts: Counts,
     pub watermark: Millis,
     pub max_event_time: Option<Millis>,
+    /// Messages in the partition not yet read (Kafka consumer lag), when known.
+    pub lag: Option<i64>,
 }
 
 /// Everything the sink writes, as updates `(Change, epoch, diff)`: a row with diff +1 is

@@ -4,12 +4,14 @@
 //! Owns encoding events to the contract's wire format and delivering them in order of
 //! arrival. The shopper model is `shop`; the same seed gives the same bytes.
 
+pub mod kafka;
 pub mod shop;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -36,7 +38,7 @@ pub struct Faults {
 pub struct Options {
     pub events: Option<u64>,
     pub seed: u64,
-    pub out: String,
+    pub out: Output,
     pub start: Millis,
     /// Events per second of event time the shop generates.
     pub events_per_second: f64,
@@ -45,56 +47,109 @@ pub struct Options {
     pub faults: Faults,
 }
 
-/// Writes events until `events` have been written (or forever), returning how many
-/// lines were written.
-pub fn run(options: &Options) -> Result<u64> {
-    let out: Box<dyn Write> = if options.out == "-" {
-        Box::new(io::stdout().lock())
-    } else {
-        Box::new(File::create(&options.out).with_context(|| format!("cannot create output file {}", options.out))?)
+/// Where the lines go.
+pub enum Output {
+    /// A file, `-` for stdout.
+    File(String),
+    /// A Kafka topic, created with `partitions` if missing.
+    Kafka { brokers: String, topic: String, partitions: usize },
+}
+
+/// What a run sent.
+pub struct Sent {
+    pub lines: u64,
+    /// Messages Kafka did not accept (always 0 for files).
+    pub failed: u64,
+}
+
+/// Writes events until `events` have been written, forever, or until SIGTERM/SIGINT
+/// (then what is in flight is flushed).
+pub fn run(options: &Options) -> Result<Sent> {
+    let mut out: Box<dyn Sink> = match &options.out {
+        Output::File(path) => Box::new(FileSink::create(path)?),
+        Output::Kafka { brokers, topic, partitions } => Box::new(kafka::KafkaSink::connect(brokers, topic, *partitions)?),
     };
-    let mut out = BufWriter::with_capacity(1 << 20, out);
+    let stop = crate::signals::stop_flag()?;
     let mut shop = Shop::new(options.seed, options.start, options.events_per_second);
     let mut delivery = Delivery::new(options.seed, options.faults);
     let started = Instant::now();
     let mut last_log = Instant::now();
-    let mut written = 0u64;
     let mut generated = 0u64;
     let mut line = String::with_capacity(512);
-    let write = |line: &str, out: &mut BufWriter<Box<dyn Write>>, written: &mut u64| -> Result<()> {
-        out.write_all(line.as_bytes()).and_then(|_| out.write_all(b"\n")).context("cannot write events")?;
-        *written += 1;
-        Ok(())
-    };
-    while options.events.is_none_or(|n| generated < n) {
+    while options.events.is_none_or(|n| generated < n) && !stop.load(Ordering::Relaxed) {
         let event = shop.next_event();
         generated += 1;
         line.clear();
         encode(&shop, &event, &mut line);
-        while let Some(ready) = delivery.pop_ready(event.time) {
-            write(&ready, &mut out, &mut written)?;
+        let key = shop.user_fields(event.user).0;
+        while let Some((ready, ready_key)) = delivery.pop_ready(event.time) {
+            out.send(&ready_key, &ready)?;
         }
-        if !delivery.push(event.time, &line) {
-            write(&line, &mut out, &mut written)?;
+        if !delivery.push(event.time, key, &line) {
+            out.send(key, &line)?;
         }
         if let Some(rate) = options.rate {
             let due = started + Duration::from_secs_f64(generated as f64 / rate);
             if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                out.flush().context("cannot write events")?;
+                out.flush()?;
                 std::thread::sleep(wait);
             }
         }
         if last_log.elapsed() >= Duration::from_secs(5) {
             let rate = generated as f64 / started.elapsed().as_secs_f64();
-            tracing::info!(events = generated, lines = written, rate = format!("{rate:.0}/s"), event_time = format_rfc3339(event.time), "producing");
+            tracing::info!(events = generated, rate = format!("{rate:.0}/s"), event_time = format_rfc3339(event.time), status = out.status(), "producing");
             last_log = Instant::now();
         }
     }
-    while let Some(ready) = delivery.pop_ready(Millis::MAX) {
-        write(&ready, &mut out, &mut written)?;
+    while let Some((ready, key)) = delivery.pop_ready(Millis::MAX) {
+        out.send(&key, &ready)?;
     }
-    out.flush().context("cannot write events")?;
-    Ok(written)
+    out.finish()
+}
+
+/// A destination for lines.
+trait Sink {
+    fn send(&mut self, key: &str, line: &str) -> Result<()>;
+    /// Pushes out what is buffered.
+    fn flush(&mut self) -> Result<()>;
+    /// One phrase for the progress line.
+    fn status(&self) -> String;
+    /// Flushes and reports what was sent.
+    fn finish(&mut self) -> Result<Sent>;
+}
+
+struct FileSink {
+    out: BufWriter<Box<dyn Write>>,
+    lines: u64,
+}
+
+impl FileSink {
+    fn create(path: &str) -> Result<FileSink> {
+        let out: Box<dyn Write> = if path == "-" {
+            Box::new(io::stdout().lock())
+        } else {
+            Box::new(File::create(path).with_context(|| format!("cannot create output file {path}"))?)
+        };
+        Ok(FileSink { out: BufWriter::with_capacity(1 << 20, out), lines: 0 })
+    }
+}
+
+impl Sink for FileSink {
+    fn send(&mut self, _key: &str, line: &str) -> Result<()> {
+        self.out.write_all(line.as_bytes()).and_then(|_| self.out.write_all(b"\n")).context("cannot write events")?;
+        self.lines += 1;
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<()> {
+        self.out.flush().context("cannot write events")
+    }
+    fn status(&self) -> String {
+        format!("{} lines written", self.lines)
+    }
+    fn finish(&mut self) -> Result<Sent> {
+        self.flush()?;
+        Ok(Sent { lines: self.lines, failed: 0 })
+    }
 }
 
 /// Appends the event as one JSON object, fields in the contract's order.
@@ -145,7 +200,7 @@ pub fn encode(shop: &Shop, e: &SimEvent, out: &mut String) {
 struct Delivery {
     rng: SmallRng,
     faults: Faults,
-    queue: BinaryHeap<Reverse<(Millis, u64, String)>>,
+    queue: BinaryHeap<Reverse<(Millis, u64, String, String)>>,
     sequence: u64,
     malformed_kind: usize,
 }
@@ -156,14 +211,14 @@ impl Delivery {
         Delivery { rng: SmallRng::seed_from_u64(seed ^ 0x5eed_fa17), faults, queue: BinaryHeap::new(), sequence: 0, malformed_kind: 0 }
     }
 
-    fn enqueue(&mut self, at: Millis, line: String) {
+    fn enqueue(&mut self, at: Millis, key: &str, line: String) {
         self.sequence += 1;
-        self.queue.push(Reverse((at, self.sequence, line)));
+        self.queue.push(Reverse((at, self.sequence, line, key.to_owned())));
     }
 
     /// Schedules the line, with its faults; returns false when it is due now with
     /// nothing queued before it, for the caller to write straight away.
-    fn push(&mut self, time: Millis, line: &str) -> bool {
+    fn push(&mut self, time: Millis, key: &str, line: &str) -> bool {
         let f = self.faults;
         let mut at = time;
         if f.out_of_order > 0.0 && self.rng.random_bool(f.out_of_order) && f.max_disorder > 1 {
@@ -173,16 +228,16 @@ impl Delivery {
         }
         if f.duplicates > 0.0 && self.rng.random_bool(f.duplicates) {
             let again = at + self.rng.random_range(0..2000);
-            self.enqueue(again, line.to_owned());
+            self.enqueue(again, key, line.to_owned());
         }
         if f.malformed > 0.0 && self.rng.random_bool(f.malformed) {
             let bad = self.malformed(line);
-            self.enqueue(time, bad);
+            self.enqueue(time, key, bad);
         }
         if at == time && self.queue.is_empty() {
             return false;
         }
-        self.enqueue(at, line.to_owned());
+        self.enqueue(at, key, line.to_owned());
         true
     }
 
@@ -206,10 +261,10 @@ impl Delivery {
         }
     }
 
-    /// The next line due by `time`, in delivery order.
-    fn pop_ready(&mut self, time: Millis) -> Option<String> {
+    /// The next line due by `time`, and its key, in delivery order.
+    fn pop_ready(&mut self, time: Millis) -> Option<(String, String)> {
         match self.queue.peek() {
-            Some(Reverse((at, _, _))) if *at <= time => self.queue.pop().map(|Reverse((_, _, line))| line),
+            Some(Reverse((at, _, _, _))) if *at <= time => self.queue.pop().map(|Reverse((_, _, line, key))| (line, key)),
             _ => None,
         }
     }

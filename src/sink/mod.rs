@@ -5,3 +5,4 @@
 pub mod batch;
 pub mod postgres;
 pub mod tables;
+pub mod writer;

@@ -6,17 +6,52 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
 use std::thread;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use dataflows::event::MAX_MESSAGE_BYTES;
 
+use super::{Each, Source};
+
+/// A JSON Lines file or stdin as a source of one partition.
+pub struct FileSource {
+    path: String,
+    partitions: [String; 1],
+    lines: Receiver<io::Result<Vec<Line>>>,
+}
+
+impl FileSource {
+    pub fn open(path: &str) -> Result<FileSource> {
+        Ok(FileSource { path: path.to_owned(), partitions: [format!("file:{path}")], lines: open(path)? })
+    }
+}
+
+impl Source for FileSource {
+    fn partitions(&self) -> &[String] {
+        &self.partitions
+    }
+
+    fn poll(&mut self, timeout: Duration, each: &mut Each<'_>) -> Result<bool> {
+        match self.lines.recv_timeout(timeout) {
+            Ok(batch) => {
+                for line in batch.with_context(|| format!("reading {} failed", self.path))? {
+                    each(0, &line.bytes, &|| format!("{}:{}", self.partitions[0], line.number));
+                }
+                Ok(false)
+            }
+            Err(RecvTimeoutError::Timeout) => Ok(false),
+            Err(RecvTimeoutError::Disconnected) => Ok(true),
+        }
+    }
+}
+
 /// One line of input, without its line ending.
-pub struct Line {
+struct Line {
     /// 1-based line number.
-    pub number: u64,
-    pub bytes: Vec<u8>,
+    number: u64,
+    bytes: Vec<u8>,
 }
 
 /// Lines per batch handed to the processor at most.
@@ -24,7 +59,7 @@ const BATCH_LINES: usize = 4096;
 
 /// Opens `path` (`-` = stdin) and starts the reader thread. The receiver yields batches
 /// of lines in order, an error if reading fails, and closes at the end of the input.
-pub fn open(path: &str) -> Result<Receiver<io::Result<Vec<Line>>>> {
+fn open(path: &str) -> Result<Receiver<io::Result<Vec<Line>>>> {
     let input: Box<dyn Read + Send> = if path == "-" {
         Box::new(io::stdin())
     } else {

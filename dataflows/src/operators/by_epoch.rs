@@ -19,8 +19,11 @@ use timely::ExchangeData;
 
 use crate::time::Millis;
 
-/// The watermark stream: `(epoch, W)`, "W is at least this once `epoch` is complete",
-/// broadcast so that every worker sees every value.
+/// The watermark stream: `(epoch, W)`, one record per epoch from each worker whose input
+/// is open, broadcast so that every worker sees every value. The epoch's watermark is the
+/// smallest of its records: each worker admitted that epoch's events against a W at least
+/// as large as the one it reported for the epoch before, so no admitted event can land in
+/// a window or session closed by the reports of earlier epochs.
 pub type Watermarks<'scope> = Stream<'scope, u64, Vec<(u64, Millis)>>;
 
 /// State that absorbs one epoch of updates, then reports how its output changed.
@@ -114,7 +117,7 @@ impl<'scope, D: ExchangeData + Clone> ByEpoch<'scope, D> for VecCollection<'scop
                                 let entry = pending
                                     .entry(time)
                                     .or_insert_with(|| Pending { capability: cap.delayed(&time, 0), updates: Vec::new(), watermark: None });
-                                entry.watermark = entry.watermark.max(Some(mark));
+                                entry.watermark = Some(entry.watermark.map_or(mark, |w| w.min(mark)));
                             }
                         }
                     });

@@ -1,0 +1,375 @@
+#!/usr/bin/env python3
+"""Independent end-to-end check of `clickflow process` against CONTRACT.md.
+
+    check.py [--seed S] [--keep]
+
+Generates a data set (generate.py), replays it with
+`<repo>/target/debug/clickflow process --input FILE --postgres URL --quiet`
+(binary overridable with CLICKFLOW_BIN) into a fresh database cf_independent_<pid> on the
+server of DATABASE_URL (default postgres://postgres@127.0.0.1:5432/clickflow), reads
+every table back with psql, and compares it with reference.py, table by table and column
+by column. Ends with one line `independent: N passed, N failed`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from decimal import Decimal
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+sys.dont_write_bytecode = True  # leave no __pycache__ in the work tree
+
+import generate  # noqa: E402
+import reference  # noqa: E402
+
+MAX_SHOWN = 5
+REL_TOL = 1e-9
+
+
+# ---------------------------------------------------------------------------------------
+# psql
+
+def psql(url: str, sql: str) -> str:
+    env = dict(os.environ, PGCLIENTENCODING="UTF8")
+    p = subprocess.run(
+        ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql],
+        capture_output=True, env=env,
+    )
+    if p.returncode != 0:
+        raise RuntimeError(f"psql failed: {p.stderr.decode('utf-8', 'replace').strip()}")
+    return p.stdout.decode("utf-8")
+
+
+def query_rows(url: str, sql: str) -> list[dict]:
+    """Rows as dicts, one JSON object per line (row_to_json escapes tabs/newlines)."""
+    out = psql(url, f"SELECT row_to_json(q)::text FROM ({sql}) q")
+    return [json.loads(line) for line in out.split("\n") if line != ""]
+
+
+def with_database(url: str, db: str) -> str:
+    u = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + db, u.query, u.fragment))
+
+
+def ms(col: str) -> str:
+    return f"(extract(epoch FROM {col}) * 1000)::bigint AS {col}"
+
+
+# ---------------------------------------------------------------------------------------
+# comparison
+
+def norm(value, kind: str):
+    if value is None:
+        return None
+    if kind == "money":
+        return Decimal(value)
+    if kind == "float":
+        return float(value)
+    return value
+
+
+def same(a, b, kind: str) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    if kind == "float":
+        return abs(a - b) <= REL_TOL * max(1.0, abs(a), abs(b))
+    return a == b
+
+
+def fmt_ms(v):
+    if not isinstance(v, int):
+        return repr(v)
+    import datetime as dt
+    try:
+        t = dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=v)
+        return f"{v} ({t.isoformat(timespec='milliseconds')}Z)"
+    except OverflowError:
+        return str(v)
+
+
+def compare(name: str, expected: dict, actual: dict, columns: dict[str, str]) -> list[str]:
+    """expected/actual: key -> {column: value}; columns: column -> kind
+    (plain, money, float, time). Returns human-readable mismatches."""
+    problems = []
+    for key in sorted(set(expected) - set(actual), key=repr):
+        problems.append(f"missing row {key!r}: expected {_show(expected[key], columns)}")
+    for key in sorted(set(actual) - set(expected), key=repr):
+        problems.append(f"unexpected row {key!r}: {_show(actual[key], columns)}")
+    for key in sorted(set(expected) & set(actual), key=repr):
+        e, a = expected[key], actual[key]
+        diffs = []
+        for col, kind in columns.items():
+            ev, av = norm(e.get(col), kind), norm(a.get(col), kind)
+            if not same(ev, av, kind):
+                f = fmt_ms if kind == "time" else repr
+                diffs.append(f"{col}: expected {f(ev)}, got {f(av)}")
+        if diffs:
+            problems.append(f"row {key!r}: " + "; ".join(diffs))
+    return problems
+
+
+def _show(row: dict, columns) -> str:
+    return "{" + ", ".join(f"{c}={row.get(c)!r}" for c in columns if c in row) + "}"
+
+
+# ---------------------------------------------------------------------------------------
+# tables
+
+SESSION_COLS = {
+    "session_end": "time", "duration_seconds": "float", "event_count": "plain",
+    **{c: "plain" for c in reference.COUNT_COLUMNS}, "units": "plain", "revenue": "money",
+    "converted": "plain", "bounced": "plain", "cart_abandoned": "plain",
+    "landing_page": "plain", "exit_page": "plain", "device": "plain", "country": "plain",
+    "referrer": "plain", "funnel_step": "plain", "is_final": "plain",
+}
+TRAFFIC_COLS = {
+    "window_end": "time", "events": "plain", **{c: "plain" for c in reference.COUNT_COLUMNS},
+    "active_users": "plain", "revenue": "money", "is_final": "plain",
+}
+PRODUCT_COLS = {
+    "window_end": "time", "category": "plain", "views": "plain", "cart_adds": "plain",
+    "cart_removes": "plain", "purchases": "plain", "units": "plain", "revenue": "money",
+    "view_to_cart_rate": "float", "cart_to_purchase_rate": "float", "is_final": "plain",
+}
+FUNNEL_COLS = {
+    "window_end": "time", "sessions": "plain", "product_view_sessions": "plain",
+    "cart_sessions": "plain", "checkout_sessions": "plain", "purchase_sessions": "plain",
+    "conversion_rate": "float", "cart_abandonment_rate": "float", "bounce_rate": "float",
+    "avg_session_seconds": "float", "revenue": "money", "is_final": "plain",
+}
+CONVERSION_COLS = {
+    "window_end": "time", "sessions": "plain", "converted_sessions": "plain",
+    "conversion_rate": "float", "revenue": "money", "is_final": "plain",
+}
+EVENT_COLS = {c: "plain" for c in reference.EVENT_COLUMNS}
+EVENT_COLS.update(event_time="time", price="money")
+
+
+def read_tables(url: str) -> dict:
+    t = {}
+    rows = query_rows(url, f"""
+        SELECT event_id, {ms('event_time')}, event_type, user_id, page, product_id,
+               category, price::text AS price, quantity, order_id, device, country,
+               referrer, user_agent, ip FROM events_raw""")
+    t["events_raw"] = {r.pop("event_id"): r for r in rows}
+
+    rows = query_rows(url, f"""
+        SELECT user_id, {ms('session_start')}, {ms('session_end')}, duration_seconds,
+               event_count, {', '.join(reference.COUNT_COLUMNS)}, units,
+               revenue::text AS revenue, converted, bounced, cart_abandoned, landing_page,
+               exit_page, device, country, referrer, funnel_step, is_final FROM sessions""")
+    t["sessions"] = {(r.pop("user_id"), r.pop("session_start")): r for r in rows}
+
+    rows = query_rows(url, f"""
+        SELECT {ms('window_start')}, {ms('window_end')}, events,
+               {', '.join(reference.COUNT_COLUMNS)}, active_users,
+               revenue::text AS revenue, is_final FROM traffic""")
+    t["traffic"] = {r.pop("window_start"): r for r in rows}
+
+    rows = query_rows(url, f"""
+        SELECT {ms('window_start')}, product_id, {ms('window_end')}, category, views,
+               cart_adds, cart_removes, purchases, units, revenue::text AS revenue,
+               view_to_cart_rate, cart_to_purchase_rate, is_final FROM product_stats""")
+    t["product_stats"] = {(r.pop("window_start"), r.pop("product_id")): r for r in rows}
+
+    rows = query_rows(url, f"""
+        SELECT {ms('window_start')}, {ms('window_end')}, sessions, product_view_sessions,
+               cart_sessions, checkout_sessions, purchase_sessions, conversion_rate,
+               cart_abandonment_rate, bounce_rate, avg_session_seconds,
+               revenue::text AS revenue, is_final FROM funnel""")
+    t["funnel"] = {r.pop("window_start"): r for r in rows}
+
+    rows = query_rows(url, f"""
+        SELECT {ms('window_start')}, dimension, value, {ms('window_end')}, sessions,
+               converted_sessions, conversion_rate, revenue::text AS revenue, is_final
+        FROM conversion""")
+    t["conversion"] = {(r.pop("window_start"), r.pop("dimension"), r.pop("value")): r
+                       for r in rows}
+
+    t["dead_letters"] = query_rows(url, "SELECT source, reason FROM dead_letters")
+    prog = query_rows(url, f"""
+        SELECT id, input_events, late_events, duplicate_events, dead_letters,
+               watermark::text AS watermark, {ms('max_event_time')}, kafka_lag
+        FROM pipeline_progress ORDER BY reported_at DESC, id DESC LIMIT 1""")
+    t["progress"] = prog[0] if prog else None
+    return t
+
+
+# ---------------------------------------------------------------------------------------
+
+class Report:
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def result(self, name: str, problems: list[str], summary: str = ""):
+        if problems:
+            self.failed += 1
+            print(f"FAIL {name}: {len(problems)} mismatch(es){' — ' + summary if summary else ''}")
+            for p in problems[:MAX_SHOWN]:
+                print(f"     {p}")
+            if len(problems) > MAX_SHOWN:
+                print(f"     ... and {len(problems) - MAX_SHOWN} more")
+        else:
+            self.passed += 1
+            print(f"ok   {name}{' — ' + summary if summary else ''}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="independent end-to-end check of clickflow")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--keep", action="store_true", help="keep the database and the file")
+    args = ap.parse_args(argv)
+
+    base_url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/clickflow")
+    binary = os.environ.get("CLICKFLOW_BIN", os.path.join(REPO, "target", "debug", "clickflow"))
+    db = f"cf_independent_{os.getpid()}"
+    url = with_database(base_url, db)
+    rep = Report()
+
+    tmp = tempfile.mkdtemp(prefix="cf_independent_")
+    path = os.path.join(tmp, "events.jsonl")
+    data, expect = generate.generate(args.seed)
+    with open(path, "wb") as f:
+        f.write(data)
+    lines = reference.split_lines(data)
+    ref = reference.compute(lines, now_ms=int(time.time() * 1000))
+    print(f"data set: {path}, seed {args.seed}, {len(lines)} lines, "
+          f"{len(ref['events_raw'])} events accepted, {ref['duplicates']} duplicates, "
+          f"{len(ref['dead_letters'])} dead letters ({ref['late']} late)")
+
+    # the generator's intent against the reference: guards the data set itself
+    problems = []
+    got_bad: dict[str, int] = {}
+    for reason in ref["dead_letters"].values():
+        got_bad[reason] = got_bad.get(reason, 0) + 1
+    want_bad = dict(expect["bad"])
+    want_bad["invalid_field"] = want_bad.get("invalid_field", 0) + 1  # the rejected first copy
+    want_bad["late"] = expect["late"]
+    if got_bad != want_bad:
+        problems.append(f"dead letters by reason: generator meant {want_bad}, reference {got_bad}")
+    if ref["duplicates"] != expect["duplicates"]:
+        problems.append(f"duplicates: generator meant {expect['duplicates']}, reference {ref['duplicates']}")
+    rep.result("generator intent (data set self-check)", problems)
+
+    created = False
+    try:
+        psql(base_url, f'CREATE DATABASE "{db}"')
+        created = True
+        t0 = time.time()
+        p = subprocess.run(
+            [binary, "process", "--input", path, "--postgres", url, "--quiet"],
+            capture_output=True, timeout=900,
+        )
+        secs = time.time() - t0
+        problems = []
+        if p.returncode != 0:
+            problems.append(f"exit status {p.returncode}; stderr: "
+                            f"{p.stderr.decode('utf-8', 'replace').strip()[-2000:]}")
+        rep.result("process exits 0", problems, f"{secs:.1f} s")
+
+        got = read_tables(url)
+        rep.result("events_raw", compare("events_raw", ref["events_raw"], got["events_raw"], EVENT_COLS),
+                   f"{len(got['events_raw'])} rows")
+        rep.result("sessions", compare("sessions", ref["sessions"], got["sessions"], SESSION_COLS),
+                   f"{len(got['sessions'])} rows")
+        rep.result("traffic", compare("traffic", ref["traffic"], got["traffic"], TRAFFIC_COLS),
+                   f"{len(got['traffic'])} rows")
+        rep.result("product_stats", compare("product_stats", ref["product_stats"],
+                                            got["product_stats"], PRODUCT_COLS),
+                   f"{len(got['product_stats'])} rows")
+        rep.result("funnel", compare("funnel", ref["funnel"], got["funnel"], FUNNEL_COLS),
+                   f"{len(got['funnel'])} rows")
+        rep.result("conversion", compare("conversion", ref["conversion"], got["conversion"],
+                                         CONVERSION_COLS), f"{len(got['conversion'])} rows")
+
+        # dead letters: line number from the end of `source`, and reason
+        problems = []
+        actual_dl: dict[int, dict] = {}
+        prefix = f"file:{path}:"
+        for r in got["dead_letters"]:
+            src = r["source"]
+            if not src.startswith(prefix):
+                problems.append(f"source {src!r} does not start with {prefix!r}")
+            try:
+                n = int(src.rsplit(":", 1)[1])
+            except (IndexError, ValueError):
+                problems.append(f"source {src!r} has no line number")
+                continue
+            if n in actual_dl:
+                problems.append(f"line {n} dead-lettered twice")
+            actual_dl[n] = {"reason": r["reason"]}
+        expected_dl = {n: {"reason": reason} for n, reason in ref["dead_letters"].items()}
+        for prob in compare("dead_letters", expected_dl, actual_dl, {"reason": "plain"}):
+            n = int(prob.split("row ", 1)[1].split(":", 1)[0]) if "row " in prob else None
+            if n is not None and 1 <= n <= len(lines):
+                ln = lines[n - 1]
+                prob += f"\n         line {n}: {ln[:200]!r}{' ...' if len(ln) > 200 else ''}"
+            problems.append(prob)
+        rep.result("dead_letters", problems, f"{len(got['dead_letters'])} rows")
+
+        # accounting identity on the last pipeline_progress row
+        problems = []
+        pr = got["progress"]
+        if pr is None:
+            problems.append("no pipeline_progress row")
+        else:
+            want = {
+                "input_events": len(lines),
+                "duplicate_events": ref["duplicates"],
+                "dead_letters": len(ref["dead_letters"]),
+                "late_events": ref["late"],
+                "watermark": "infinity",
+                "max_event_time": ref["max_event_time"],
+                "kafka_lag": None,
+            }
+            for k, v in want.items():
+                if pr.get(k) != v:
+                    problems.append(f"{k}: expected {v!r}, got {pr.get(k)!r}")
+            total = len(got["events_raw"]) + pr["duplicate_events"] + len(got["dead_letters"])
+            if pr["input_events"] != total:
+                problems.append(
+                    f"input_events {pr['input_events']} != events_raw {len(got['events_raw'])}"
+                    f" + duplicate_events {pr['duplicate_events']}"
+                    f" + dead_letters rows {len(got['dead_letters'])}")
+            if pr["dead_letters"] != len(got["dead_letters"]):
+                problems.append(f"progress dead_letters {pr['dead_letters']} != "
+                                f"{len(got['dead_letters'])} rows in dead_letters")
+            late_rows = sum(1 for r in got["dead_letters"] if r["reason"] == "late")
+            if pr["late_events"] != late_rows:
+                problems.append(f"late_events {pr['late_events']} != {late_rows} late dead letters")
+        rep.result("pipeline_progress accounting", problems,
+                   f"input {len(lines)} = events_raw {len(ref['events_raw'])} + duplicates "
+                   f"{ref['duplicates']} + dead letters {len(ref['dead_letters'])}")
+    except Exception as e:  # a broken run is a failed test, not a traceback
+        rep.result("check ran to the end", [f"{type(e).__name__}: {e}"])
+    finally:
+        if created and not args.keep:
+            try:
+                psql(base_url, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+            except Exception as e:
+                print(f"warning: could not drop database {db}: {e}")
+        if not args.keep:
+            try:
+                os.remove(path)
+                os.rmdir(tmp)
+            except OSError:
+                pass
+        else:
+            print(f"kept database {db} and file {path}")
+
+    print(f"independent: {rep.passed} passed, {rep.failed} failed")
+    return 1 if rep.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
