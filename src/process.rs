@@ -160,7 +160,7 @@ fn work(worker: &mut Worker, shared: &Shared) -> Result<Option<(Counts, bool)>> 
                 break;
             }
             if reading.epoch_opened.elapsed() >= EPOCH_INTERVAL {
-                reading.end_epoch(&mut inputs, &mut *source, shared, None);
+                reading.end_epoch(&mut inputs, &mut *source, shared, None, false);
             }
             let behind = inputs.epoch().saturating_sub(EPOCHS_IN_FLIGHT);
             while !collected.borrow().passed(behind) {
@@ -172,7 +172,7 @@ fn work(worker: &mut Worker, shared: &Shared) -> Result<Option<(Counts, bool)>> 
         }
         // A bounded input has ended: W becomes +∞, every window and session closes.
         // Stopped by a signal: the last epoch keeps W, so open windows stay open.
-        reading.end_epoch(&mut inputs, &mut *source, shared, ended.then_some(Millis::MAX));
+        reading.end_epoch(&mut inputs, &mut *source, shared, ended.then_some(Millis::MAX), true);
     }
     drop(inputs);
     while worker.step_or_park(Some(Duration::from_millis(1))) {
@@ -230,9 +230,10 @@ impl Reading {
         }
     }
 
-    /// Ends the epoch, refreshing the consumer lag when a progress report is near.
-    fn end_epoch(&mut self, inputs: &mut Inputs, source: &mut dyn Source, shared: &Shared, watermark: Option<Millis>) {
-        if self.lag_checked.elapsed() >= shared.options.progress_interval {
+    /// Ends the epoch, refreshing the consumer lag every progress interval and at the
+    /// last epoch (`last`).
+    fn end_epoch(&mut self, inputs: &mut Inputs, source: &mut dyn Source, shared: &Shared, watermark: Option<Millis>, last: bool) {
+        if last || self.lag_checked.elapsed() >= shared.options.progress_interval {
             self.lags = source.lag();
             self.lag_checked = Instant::now();
         }
