@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 n=${1:-1000000}
 workers=${2:-1}
-url=$(./start_infrastructure.sh | sed -n 's/^DATABASE_URL=//p')
+url=$(CLICKFLOW_NO_KAFKA=1 ./start_infrastructure.sh | sed -n 's/^DATABASE_URL=//p')
 cargo build --release --quiet
 mkdir -p data
 file=data/bench-$n.jsonl

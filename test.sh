@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 if [ -z "${DATABASE_URL:-}" ]; then
-  DATABASE_URL=$(./start_infrastructure.sh | sed -n 's/^DATABASE_URL=//p')
+  DATABASE_URL=$(CLICKFLOW_NO_KAFKA=1 ./start_infrastructure.sh | sed -n 's/^DATABASE_URL=//p')
   export DATABASE_URL
 fi
 log=$(mktemp)

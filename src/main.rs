@@ -74,8 +74,8 @@ struct ProduceArgs {
     /// Event time of the first visit, RFC 3339 [default: 2026-11-01T00:00:00Z, or now with --rate].
     #[arg(long, value_parser = cli::timestamp)]
     start_time: Option<Millis>,
-    /// Pace output to this many events per second of wall-clock time; event time then
-    /// follows the wall clock.
+    /// Pace output to about this many events per second, event time following the wall
+    /// clock from --start-time.
     #[arg(long)]
     rate: Option<f64>,
     /// Shop traffic in events per second of event time, without --rate.

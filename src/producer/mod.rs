@@ -42,7 +42,8 @@ pub struct Options {
     pub start: Millis,
     /// Events per second of event time the shop generates.
     pub events_per_second: f64,
-    /// Wall-clock pacing, events per second.
+    /// Wall-clock pacing at about this many events per second: event time then advances
+    /// with the wall clock.
     pub rate: Option<f64>,
     pub faults: Faults,
 }
@@ -88,8 +89,9 @@ pub fn run(options: &Options) -> Result<Sent> {
         if !delivery.push(event.time, key, &line) {
             out.send(key, &line)?;
         }
-        if let Some(rate) = options.rate {
-            let due = started + Duration::from_secs_f64(generated as f64 / rate);
+        if options.rate.is_some() {
+            // Paced: event time advances with the wall clock from the start time.
+            let due = started + Duration::from_millis((event.time - options.start).max(0) as u64);
             if let Some(wait) = due.checked_duration_since(Instant::now()) {
                 out.flush()?;
                 std::thread::sleep(wait);

@@ -93,7 +93,7 @@ pub struct Shop {
 }
 
 /// Average events per visit of this model, to turn an event rate into a visit rate.
-const EVENTS_PER_VISIT: f64 = 6.0;
+const EVENTS_PER_VISIT: f64 = 4.5;
 
 impl Shop {
     /// A shop starting at `start` whose traffic averages `events_per_second` of event time.
