@@ -12,9 +12,12 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, Producer};
 
 /// How long to wait for a broker to answer a metadata or admin request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long topic creation may take before falling back to automatic creation.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Client settings every clickflow client uses.
 pub fn config(brokers: &str) -> ClientConfig {
@@ -38,21 +41,31 @@ pub fn partitions(brokers: &str, topic: &str) -> Result<Option<usize>> {
 }
 
 /// Creates `topic` with `count` partitions unless it exists; returns its partition count.
+/// Brokers without the CreateTopics API (the development broker) create it on first
+/// use instead, with their default partition count.
 pub fn ensure_topic(brokers: &str, topic: &str, count: usize) -> Result<usize> {
     if let Some(n) = partitions(brokers, topic)? {
         return Ok(n);
     }
     let admin: AdminClient<DefaultClientContext> = config(brokers).create().context("cannot create a Kafka admin client")?;
     let new = NewTopic::new(topic, count as i32, TopicReplication::Fixed(1));
-    let results = futures_executor::block_on(admin.create_topics([&new], &AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT))))
-        .map_err(|e| anyhow!("cannot create topic {topic} on {brokers}: {e}"))?;
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((_, code)) => bail!("cannot create topic {topic} on {brokers}: {code:?}"),
+    let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT)).request_timeout(Some(ADMIN_TIMEOUT));
+    match futures_executor::block_on(admin.create_topics([&new], &options)) {
+        Ok(results) => {
+            for result in results {
+                match result {
+                    Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                    Err((_, code)) => bail!("cannot create topic {topic} on {brokers}: {code:?}"),
+                }
+            }
+            tracing::info!(topic, partitions = count, "created topic");
+        }
+        Err(e) => {
+            tracing::info!(topic, error = %e, "the broker did not create the topic: relying on its automatic creation");
+            let producer: BaseProducer = config(brokers).create().context("cannot create a Kafka client")?;
+            producer.client().fetch_metadata(Some(topic), REQUEST_TIMEOUT).map_err(|e| anyhow!("cannot create topic {topic} on {brokers}: {e}"))?;
         }
     }
-    tracing::info!(topic, partitions = count, "created topic");
     // Metadata can lag creation by a moment.
     for _ in 0..50 {
         if let Some(n) = partitions(brokers, topic)? {

@@ -26,7 +26,9 @@ pub struct KafkaSource {
     /// Next offset to read, per assigned partition.
     next: Vec<i64>,
     until_idle: Option<Duration>,
-    last_message: Instant,
+    /// Time spent waiting in `poll` since the last message (not time spent elsewhere,
+    /// such as waiting for the sink: that is no sign of a drained topic).
+    waited: Duration,
 }
 
 impl KafkaSource {
@@ -57,7 +59,7 @@ impl KafkaSource {
             consumer,
             topic: topic.to_owned(),
             until_idle,
-            last_message: Instant::now(),
+            waited: Duration::ZERO,
         }))
     }
 }
@@ -69,8 +71,14 @@ impl Source for KafkaSource {
 
     fn poll(&mut self, timeout: Duration, each: &mut Each<'_>) -> Result<bool> {
         let mut wait = timeout;
+        let started = Instant::now();
         for _ in 0..BATCH {
-            let Some(result) = self.consumer.poll(wait) else { break };
+            let Some(result) = self.consumer.poll(wait) else {
+                if wait > Duration::ZERO {
+                    self.waited += started.elapsed();
+                }
+                break;
+            };
             wait = Duration::ZERO;
             let message = match result {
                 Ok(m) => m,
@@ -81,12 +89,17 @@ impl Source for KafkaSource {
                 }
             };
             let Some(index) = self.numbers.iter().position(|p| *p == message.partition()) else { continue };
+            if self.next[index] > 0 && message.offset() > self.next[index] {
+                // The broker dropped messages before they were read (retention, or the
+                // development broker's 5 MiB per partition): they cannot be accounted for.
+                tracing::error!(partition = self.names[index], lost = message.offset() - self.next[index], "messages were lost before they were read");
+            }
             self.next[index] = message.offset() + 1;
-            self.last_message = Instant::now();
+            self.waited = Duration::ZERO;
             let (name, offset) = (&self.names[index], message.offset());
             each(index, message.payload().unwrap_or_default(), &|| format!("{name}@{offset}"));
         }
-        Ok(self.until_idle.is_some_and(|idle| self.last_message.elapsed() >= idle))
+        Ok(self.until_idle.is_some_and(|idle| self.waited >= idle))
     }
 
     fn lag(&mut self) -> Vec<Option<i64>> {
