@@ -36,8 +36,9 @@ drain)
 latency)
   seconds=${2:-120}
   rate=${3:-1000}
+  RUST_LOG=warn $bin produce --brokers "$brokers" --topic "$topic" --events 0 # creates the topic
   RUST_LOG=warn $bin process --brokers "$brokers" --topic "$topic" -w 2 --postgres "$bench_url" --quiet \
-    --traffic-window 1s --watermark-delay 5s --progress-interval 1s &
+    --traffic-window 1s --watermark-delay 5s --progress-interval 1s 2>"${CLICKFLOW_DATA:-.data}/bench-processor.log" &
   processor=$!
   RUST_LOG=warn timeout -s INT "$seconds" $bin produce --brokers "$brokers" --topic "$topic" --rate "$rate" || true
   sleep 2
