@@ -326,6 +326,7 @@ impl Reporter {
             late_events: totals.late as i64,
             duplicate_events: totals.duplicates as i64,
             dead_letters: totals.dead_letters as i64,
+            sources: self.sources.values().cloned().collect(),
         };
         tracing::info!(
             processed = totals.input,

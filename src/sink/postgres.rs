@@ -13,7 +13,10 @@ use super::batch::{Batch, Upserts};
 use super::tables::{write_dead_letter, write_event, CopyLine, SinkRow, Table, DEAD_LETTERS, EVENTS_RAW};
 
 /// The migrations in `sql/`, applied in order, each once.
-const MIGRATIONS: &[(&str, &str)] = &[("001_tables.sql", include_str!("../../sql/001_tables.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("001_tables.sql", include_str!("../../sql/001_tables.sql")),
+    ("002_source_progress_and_reader.sql", include_str!("../../sql/002_source_progress_and_reader.sql")),
+];
 
 /// One row of `pipeline_progress`.
 pub struct ProgressRow {
@@ -28,6 +31,8 @@ pub struct ProgressRow {
     pub late_events: i64,
     pub duplicate_events: i64,
     pub dead_letters: i64,
+    /// The latest progress of each source partition, reported with the row.
+    pub sources: Vec<dataflows::rows::SourceProgress>,
 }
 
 pub struct PgSink {
@@ -189,6 +194,19 @@ fn insert_progress(tx: &mut Transaction<'_>, p: &ProgressRow) -> Result<()> {
         ],
     )
     .context("insert into pipeline_progress failed")?;
+    for src in &p.sources {
+        let c = src.counts;
+        tx.execute(
+            "INSERT INTO source_progress (reported_at, run_id, source, watermark, max_event_time, input_events, late_events,
+                 duplicate_events, dead_letters, lag)
+             VALUES (now(), $1, $2,
+                 CASE WHEN $3::bigint = -9223372036854775808 THEN NULL WHEN $3::bigint = 9223372036854775807 THEN 'infinity'::timestamptz
+                      ELSE to_timestamp($3::bigint / 1000.0) END,
+                 to_timestamp($4::bigint / 1000.0), $5, $6, $7, $8, $9)",
+            &[&p.run_id, &src.source, &src.watermark, &src.max_event_time, &(c.input as i64), &(c.late as i64), &(c.duplicates as i64), &(c.dead_letters as i64), &src.lag],
+        )
+        .context("insert into source_progress failed")?;
+    }
     Ok(())
 }
 
