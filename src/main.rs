@@ -5,8 +5,11 @@
 
 mod cli;
 mod kafka;
+mod metrics;
+mod monitor;
 mod process;
 mod producer;
+mod report;
 mod signals;
 mod sink;
 mod source;
@@ -36,6 +39,45 @@ enum Command {
     /// Run a development Kafka broker in this process (librdkafka's in-memory mock
     /// cluster: no persistence, for local use and tests), until stopped.
     Broker(BrokerArgs),
+    /// Show the pipeline's health from PostgreSQL, refreshing; `--once` for scripts.
+    Monitor(MonitorArgs),
+    /// Draw PNG charts from PostgreSQL: traffic, funnel, conversion by device, top products.
+    Report(ReportArgs),
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// Folder for the PNG files (created if missing).
+    #[arg(long)]
+    out: String,
+    /// PostgreSQL URL [default: $DATABASE_URL].
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    postgres: String,
+}
+
+#[derive(Args)]
+struct MonitorArgs {
+    /// PostgreSQL URL [default: $DATABASE_URL].
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    postgres: String,
+    /// Print once and exit: status 0 when healthy, 1 when not.
+    #[arg(long)]
+    once: bool,
+    /// Time between refreshes.
+    #[arg(long, default_value = "2s", value_parser = cli::duration)]
+    interval: Millis,
+    /// Unhealthy when the last progress report of a running pipeline is older than this.
+    #[arg(long, default_value = "30s", value_parser = cli::duration)]
+    max_report_age: Millis,
+    /// Unhealthy when a running pipeline's watermark trails the wall clock by more.
+    #[arg(long, default_value = "5m", value_parser = cli::duration)]
+    max_watermark_delay: Millis,
+    /// Unhealthy when the consumer lag, summed over partitions, exceeds this.
+    #[arg(long, default_value_t = 100_000)]
+    max_lag: i64,
+    /// Unhealthy when more than this fraction of input is dead-lettered.
+    #[arg(long, default_value_t = 0.05, value_parser = probability)]
+    max_dead_letter_ratio: f64,
 }
 
 #[derive(Args)]
@@ -146,6 +188,9 @@ struct ProcessArgs {
     /// Print no table summary at the end.
     #[arg(long)]
     quiet: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9187) [default: off].
+    #[arg(long)]
+    metrics_addr: Option<String>,
 }
 
 fn probability(s: &str) -> Result<f64, String> {
@@ -231,6 +276,7 @@ fn run(command: Command) -> Result<()> {
                 epoch_events: a.epoch_events as usize,
                 progress_interval: Duration::from_millis(a.progress_interval as u64),
                 run_id,
+                metrics_addr: a.metrics_addr,
             };
             let outcome = process::run(options)?;
             let c = outcome.counts;
@@ -252,5 +298,25 @@ fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Broker(a) => kafka::serve_development_broker(a.address_file.as_deref(), &a.topic, a.partitions),
+        Command::Report(a) => {
+            for path in report::run(&a.postgres, std::path::Path::new(&a.out))? {
+                println!("{}", path.display());
+            }
+            Ok(())
+        }
+        Command::Monitor(a) => {
+            let ms = |v: Millis| Duration::from_millis(v as u64);
+            let rules = monitor::Rules {
+                max_report_age: ms(a.max_report_age),
+                max_watermark_delay: ms(a.max_watermark_delay),
+                max_lag: a.max_lag,
+                max_dead_letter_ratio: a.max_dead_letter_ratio,
+            };
+            if monitor::run(&a.postgres, &rules, a.once, ms(a.interval))? {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("the pipeline is unhealthy"))
+            }
+        }
     }
 }

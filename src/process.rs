@@ -21,6 +21,7 @@ use dataflows::rows::{Change, SourceProgress};
 use dataflows::time::{format_rfc3339, Millis};
 use timely::worker::Worker;
 
+use crate::metrics::Metrics;
 use crate::sink::batch::{collect, Collected};
 use crate::sink::postgres::{PgSink, ProgressRow};
 use crate::sink::writer::Writer;
@@ -54,6 +55,8 @@ pub struct Options {
     pub epoch_events: usize,
     pub progress_interval: Duration,
     pub run_id: String,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics_addr: Option<String>,
 }
 
 /// What a run did, for the closing log line.
@@ -83,8 +86,8 @@ struct Shared {
     /// Messages read by all workers, for the input rate.
     read: AtomicU64,
     stop: Arc<AtomicBool>,
-    /// The file source and the writer, taken by worker 0.
-    worker0: Mutex<Option<(Option<FileSource>, Writer)>>,
+    /// The file source, the writer and the metrics endpoint, taken by worker 0.
+    worker0: Mutex<Option<(Option<FileSource>, Writer, Option<Metrics>)>>,
     /// Partitions of the Kafka topic.
     kafka_partitions: usize,
 }
@@ -101,12 +104,13 @@ pub fn run(options: Options) -> Result<Outcome> {
         }
     };
     let writer = Writer::spawn(PgSink::connect(&options.postgres)?);
+    let metrics = options.metrics_addr.as_deref().map(Metrics::serve).transpose()?;
     let started = Instant::now();
     let shared = Arc::new(Shared {
         input: InputState::new(options.watermark_delay, options.idle_timeout),
         read: AtomicU64::new(0),
         stop,
-        worker0: Mutex::new(Some((file, writer))),
+        worker0: Mutex::new(Some((file, writer, metrics))),
         kafka_partitions,
         options,
     });
@@ -134,8 +138,8 @@ fn work(worker: &mut Worker, shared: &Shared) -> Result<Option<(Counts, bool)>> 
     });
     let (index, peers) = (worker.index(), worker.peers());
     let (file, mut sink) = if index == 0 {
-        let (file, writer) = shared.worker0.lock().expect("not poisoned").take().expect("worker 0 runs once");
-        (file, Some((writer, Reporter::new(options.run_id.clone(), options.progress_interval))))
+        let (file, writer, metrics) = shared.worker0.lock().expect("not poisoned").take().expect("worker 0 runs once");
+        (file, Some((writer, Reporter::new(options.run_id.clone(), options.progress_interval, metrics))))
     } else {
         (None, None)
     };
@@ -269,11 +273,12 @@ struct Reporter {
     /// The latest committed progress of each source partition.
     sources: BTreeMap<String, SourceProgress>,
     open_sessions: i64,
+    metrics: Option<Metrics>,
 }
 
 impl Reporter {
-    fn new(run_id: String, interval: Duration) -> Self {
-        Reporter { run_id, interval, last_report: Instant::now(), last_read: 0, last_processed: 0, sources: BTreeMap::new(), open_sessions: 0 }
+    fn new(run_id: String, interval: Duration, metrics: Option<Metrics>) -> Self {
+        Reporter { run_id, interval, last_report: Instant::now(), last_read: 0, last_processed: 0, sources: BTreeMap::new(), open_sessions: 0, metrics }
     }
 
     /// Totals over every source partition.
@@ -339,6 +344,9 @@ impl Reporter {
             dead_letters = totals.dead_letters,
             "progress"
         );
+        if let Some(m) = &self.metrics {
+            m.update(&row);
+        }
         self.last_report = Instant::now();
         self.last_read = read;
         self.last_processed = totals.input;
