@@ -12,13 +12,15 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$?
-# An independent check: a data set and reference written in Python from CONTRACT.md alone.
+# Checks written in Python, on the binary cargo just built: an independent data set and
+# reference from CONTRACT.md alone, then every Grafana panel query on real output.
 if [ "$status" = 0 ]; then
   for seed in 1 2; do
     python3 tests/independent/check.py --seed "$seed" 2>&1 | tee -a "$log" || status=$?
   done
+  python3 tests/dashboards/check_dashboards.py 2>&1 | tee -a "$log" || status=$?
 fi
 # One closing line for the whole run (cargo prints one per test binary).
-awk '/^(test result|independent):/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed[;,]?$/) p += $(i-1); if ($i ~ /^failed[;,]?$/) f += $(i-1) } }
+awk '/^(test result|independent|dashboards|notebook):/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed[;,]?$/) p += $(i-1); if ($i ~ /^failed[;,]?$/) f += $(i-1) } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

@@ -539,7 +539,7 @@ def run_panel(rep: Report, url: str, dash_name: str, panel: dict, rng: tuple):
                 series = f", {len({r[mi] for r in rows})} series"
             if values and all(r[i] is None for r in rows for i in values):
                 note = " (note: every value NULL)"
-            summaries.append(f"{tag}{len(rows)} rows, {span}{series}, $__interval "
+            summaries.append(f"{tag}{len(rows)} row{'s' if len(rows) != 1 else ''}, {span}{series}, $__interval "
                              f"{format_interval(interval_ms)}{note}")
         else:
             if all(v is None for r in rows for v in r):
@@ -552,9 +552,9 @@ def run_panel(rep: Report, url: str, dash_name: str, panel: dict, rng: tuple):
         # zero, casts of NULL, ...): Grafana users look at empty ranges all the time
         shift = dt.timedelta(days=400)
         try:
-            _, empty_rows = query(url, interpolate(t["rawSql"], t_from - shift, t_to - shift, interval_ms))
-            if any(v is not None for r in empty_rows for v in r if not is_time_series(panel, t)):
-                summaries.append(f"{tag}empty range: {len(empty_rows)} row(s) with values")
+            cols, empty_rows = query(url, interpolate(t["rawSql"], t_from - shift, t_to - shift, interval_ms))
+            if any(v is not None for r in empty_rows for c, v in zip(cols, r) if c not in ("time", "metric")):
+                summaries.append(f"{tag}a range without data still shows {len(empty_rows)} row(s) with values")
         except (RuntimeError, subprocess.TimeoutExpired) as e:
             problems.append(f"{tag}query over a range without data failed: {e}")
     rep.result(f"{dash_name} / {title}", problems, "; ".join(summaries))
@@ -595,7 +595,7 @@ def main(argv=None) -> int:
         psql(base_url, f'CREATE DATABASE "{db}"')
         created = True
         t0 = time.time()
-        p = subprocess.run([binary, "process", "--input", events, "--postgres", url, "--quiet"],
+        p = subprocess.run([binary, "process", "--input", events, "--postgres", url, "--quiet", "--progress-interval", "300ms"],
                            capture_output=True, timeout=900)
         problems = []
         if p.returncode != 0:
