@@ -74,14 +74,15 @@ fi
 if [ ! -e "$venv" ]; then
   say "creating $venv with $("$python" --version 2>&1) ($(command -v "$python"))"
   if ! "$python" -m venv "$venv" >&2; then
-    # Debian's own python3 has no ensurepip until python3.X-venv is installed.
+    # Debian's own python3 (prefix /usr) has no ensurepip until python3.X-venv is installed.
     rm -rf "$venv"
     version=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    prefix=$("$python" -c 'import sys; print(sys.base_prefix)')
+    if [ "$prefix" = /usr ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
       say "installing python$version-venv from Debian's packages"
       export DEBIAN_FRONTEND=noninteractive
       apt-get update -qq >&2
-      apt-get install -y -qq "python$version-venv" >&2 || apt-get install -y -qq python3-venv >&2
+      apt-get install -y -qq "python$version-venv" >/dev/null || apt-get install -y -qq python3-venv >/dev/null
       "$python" -m venv "$venv" >&2 || { rm -rf "$venv"; fail "$python -m venv failed even with python$version-venv installed"; }
     else
       fail "$python -m venv failed: install Debian's python$version-venv (apt-get install python$version-venv) or set PYTHON to a Python with venv"
@@ -150,6 +151,9 @@ say "replaying $events into database $db"
 # --- Execute the notebook ---------------------------------------------------------------------
 say "executing $notebook"
 start=$SECONDS
+# A private IPython profile: no user startup files, and tracebacks without colour codes.
+mkdir -p "$out/ipython/profile_default"
+echo 'c.InteractiveShell.colors = "nocolor"' >"$out/ipython/profile_default/ipython_kernel_config.py"
 # JUPYTER_PREFER_ENV_PATH: the virtualenv's python3 kernel, not one a user installed in ~.
 env DATABASE_URL="$db_url" \
   CLICKFLOW_PLOT_DIR="$out/plots" \
