@@ -30,7 +30,7 @@ for _ in $(seq $((run_for / 5))); do
            (SELECT count(*) || '(' || count(*) FILTER (WHERE NOT is_final) || ')' FROM sessions),
            (SELECT count(*) || '(' || count(*) FILTER (WHERE is_final) || ')' FROM traffic),
            coalesce((SELECT watermark::text FROM pipeline_progress ORDER BY id DESC LIMIT 1), '-'),
-           coalesce((SELECT kafka_lag::text FROM pipeline_progress ORDER BY id DESC LIMIT 1), '-')" 2>/dev/null || echo "(waiting for the first rows)"
+           coalesce((SELECT kafka_lag::text FROM pipeline_progress ORDER BY id DESC LIMIT 1), '-')" 2>&1 | tail -1
 done
 kill -INT $producer; wait $producer || true
 kill -TERM $processor; wait $processor || true
