@@ -40,11 +40,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 from decimal import Decimal
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.dont_write_bytecode = True  # leave no __pycache__ in the work tree
+from pgcheck import Report, psql, run_psql, with_database  # noqa: E402
 DASHBOARDS = os.path.join(REPO, "grafana", "dashboards")
 DATASOURCES_YML = os.path.join(REPO, "grafana", "provisioning", "datasources", "postgres.yml")
 PROVIDER_YML = os.path.join(REPO, "grafana", "provisioning", "dashboards", "clickflow.yml")
@@ -56,47 +58,20 @@ PRODUCE_FLAGS = ["--events", "30000", "--seed", "3", "--duplicates", "0.01", "--
 # in pixels); $__interval = range / resolution, raised to the panel's min interval, rounded.
 DEFAULT_MAX_DATA_POINTS = 1000
 NULL = "\\N"  # psql's text for NULL in the CSV output below
-MAX_SHOWN = 5
 
 
 # ---------------------------------------------------------------------------------------
 # psql
 
-def _run_psql(url: str, args: list[str], sql: str) -> str:
-    env = dict(os.environ, PGCLIENTENCODING="UTF8", PGTZ="UTC",
-               PGOPTIONS="-c statement_timeout=60000")
-    p = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", *args, "-d", url, "-c", sql],
-                       capture_output=True, env=env, timeout=120)
-    if p.returncode != 0:
-        raise RuntimeError(p.stderr.decode("utf-8", "replace").strip() or f"psql exit {p.returncode}")
-    return p.stdout.decode("utf-8")
-
-
-def psql(url: str, sql: str) -> str:
-    return _run_psql(url, ["-At"], sql)
-
-
 def query(url: str, sql: str) -> tuple[list[str], list[list[str | None]]]:
     """Columns and rows of one statement, in the order the statement returns them
     (values as psql prints them; None for NULL)."""
-    out = _run_psql(url, ["--csv", "-P", f"null={NULL}"], sql)
+    out = run_psql(url, ["--csv", "-P", f"null={NULL}"], sql)
     rows = list(csv.reader(io.StringIO(out)))
     if not rows:
         return [], []
     columns, data = rows[0], rows[1:]
     return columns, [[None if v == NULL else v for v in r] for r in data]
-
-
-def with_database(url: str, db: str, user: str | None = None, password: str | None = None) -> str:
-    u = urllib.parse.urlsplit(url)
-    netloc = u.netloc
-    if user is not None:
-        host = netloc.rsplit("@", 1)[-1]
-        cred = urllib.parse.quote(user, safe="")
-        if password is not None:
-            cred += ":" + urllib.parse.quote(password, safe="")
-        netloc = f"{cred}@{host}"
-    return urllib.parse.urlunsplit((u.scheme, netloc, "/" + db, u.query, u.fragment))
 
 
 # ---------------------------------------------------------------------------------------
@@ -291,23 +266,6 @@ def compose_volumes(service_block: str) -> list[str]:
 
 # ---------------------------------------------------------------------------------------
 
-class Report:
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-
-    def result(self, name: str, problems: list[str], summary: str = ""):
-        if problems:
-            self.failed += 1
-            print(f"FAIL {name}{' — ' + summary if summary else ''}")
-            for p in problems[:MAX_SHOWN]:
-                for i, ln in enumerate(str(p).splitlines()):
-                    print(f"     {'' if i == 0 else '  '}{ln}")
-            if len(problems) > MAX_SHOWN:
-                print(f"     ... and {len(problems) - MAX_SHOWN} more")
-        else:
-            self.passed += 1
-            print(f"ok   {name}{' — ' + summary if summary else ''}")
 
 
 def check_datasource(rep: Report) -> dict:
@@ -569,7 +527,7 @@ def main(argv=None) -> int:
     binary = os.environ.get("CLICKFLOW_BIN", os.path.join(REPO, "target", "debug", "clickflow"))
     db = f"cf_dashboards_{os.getpid()}"
     url = with_database(base_url, db)
-    rep = Report()
+    rep = Report("dashboards")
 
     # 1. structure
     files = sorted(os.path.join(d, f) for d, _, fs in os.walk(DASHBOARDS)
@@ -674,7 +632,7 @@ def main(argv=None) -> int:
         else:
             print(f"kept database {db} and file {events}")
 
-    print(f"dashboards: {rep.passed} passed, {rep.failed} failed")
+    print(rep.closing_line())
     return 1 if rep.failed else 0
 
 

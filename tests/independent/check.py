@@ -20,44 +20,28 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 from decimal import Decimal
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
 sys.dont_write_bytecode = True  # leave no __pycache__ in the work tree
 
 import generate  # noqa: E402
+from pgcheck import Report, psql, with_database  # noqa: E402
 import reference  # noqa: E402
 
-MAX_SHOWN = 5
 REL_TOL = 1e-9
 
 
 # ---------------------------------------------------------------------------------------
 # psql
 
-def psql(url: str, sql: str) -> str:
-    env = dict(os.environ, PGCLIENTENCODING="UTF8")
-    p = subprocess.run(
-        ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql],
-        capture_output=True, env=env,
-    )
-    if p.returncode != 0:
-        raise RuntimeError(f"psql failed: {p.stderr.decode('utf-8', 'replace').strip()}")
-    return p.stdout.decode("utf-8")
-
-
 def query_rows(url: str, sql: str) -> list[dict]:
     """Rows as dicts, one JSON object per line (row_to_json escapes tabs/newlines)."""
     out = psql(url, f"SELECT row_to_json(q)::text FROM ({sql}) q")
     return [json.loads(line) for line in out.split("\n") if line != ""]
-
-
-def with_database(url: str, db: str) -> str:
-    u = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + db, u.query, u.fragment))
 
 
 def ms(col: str) -> str:
@@ -206,24 +190,6 @@ def read_tables(url: str) -> dict:
 
 # ---------------------------------------------------------------------------------------
 
-class Report:
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-
-    def result(self, name: str, problems: list[str], summary: str = ""):
-        if problems:
-            self.failed += 1
-            print(f"FAIL {name}: {len(problems)} mismatch(es){' — ' + summary if summary else ''}")
-            for p in problems[:MAX_SHOWN]:
-                print(f"     {p}")
-            if len(problems) > MAX_SHOWN:
-                print(f"     ... and {len(problems) - MAX_SHOWN} more")
-        else:
-            self.passed += 1
-            print(f"ok   {name}{' — ' + summary if summary else ''}")
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="independent end-to-end check of clickflow")
     ap.add_argument("--seed", type=int, default=1)
@@ -234,7 +200,7 @@ def main(argv=None) -> int:
     binary = os.environ.get("CLICKFLOW_BIN", os.path.join(REPO, "target", "debug", "clickflow"))
     db = f"cf_independent_{os.getpid()}"
     url = with_database(base_url, db)
-    rep = Report()
+    rep = Report("independent")
 
     tmp = tempfile.mkdtemp(prefix="cf_independent_")
     path = os.path.join(tmp, "events.jsonl")
@@ -367,7 +333,7 @@ def main(argv=None) -> int:
         else:
             print(f"kept database {db} and file {path}")
 
-    print(f"independent: {rep.passed} passed, {rep.failed} failed")
+    print(rep.closing_line())
     return 1 if rep.failed else 0
 
 
