@@ -4,6 +4,7 @@ that prints one line per check and the closing `name: N passed, N failed` line."
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import urllib.parse
 
@@ -36,6 +37,20 @@ def with_database(url: str, db: str, user: str | None = None, password: str | No
             cred += ":" + urllib.parse.quote(password, safe="")
         netloc = f"{cred}@{host}"
     return urllib.parse.urlunsplit((u.scheme, netloc, "/" + db, u.query, u.fragment))
+
+
+def remove_scratch(base_url: str, db: str | None, folder: str, keep: bool):
+    """Drops the scratch database `db` (if it was created) and removes `folder`, unless
+    `keep`; never raises, so that a check's own result is what gets reported."""
+    if keep:
+        print(f"kept database {db} and folder {folder}")
+        return
+    if db is not None:
+        try:
+            psql(base_url, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        except Exception as e:
+            print(f"warning: could not drop database {db}: {e}")
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 class Report:

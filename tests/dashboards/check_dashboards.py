@@ -46,7 +46,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.dont_write_bytecode = True  # leave no __pycache__ in the work tree
-from pgcheck import Report, psql, run_psql, with_database  # noqa: E402
+from pgcheck import Report, psql, remove_scratch, run_psql, with_database  # noqa: E402
 DASHBOARDS = os.path.join(REPO, "grafana", "dashboards")
 DATASOURCES_YML = os.path.join(REPO, "grafana", "provisioning", "datasources", "postgres.yml")
 PROVIDER_YML = os.path.join(REPO, "grafana", "provisioning", "dashboards", "clickflow.yml")
@@ -617,20 +617,7 @@ def main(argv=None) -> int:
     except Exception as e:  # a broken run is a failed check, not a traceback
         rep.result("check ran to the end", [f"{type(e).__name__}: {e}"])
     finally:
-        if created and not args.keep:
-            try:
-                psql(base_url, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-            except Exception as e:
-                print(f"warning: could not drop database {db}: {e}")
-        if not args.keep:
-            try:
-                if os.path.exists(events):
-                    os.remove(events)
-                os.rmdir(tmp)
-            except OSError:
-                pass
-        else:
-            print(f"kept database {db} and file {events}")
+        remove_scratch(base_url, db if created else None, tmp, args.keep)
 
     print(rep.closing_line())
     return 1 if rep.failed else 0

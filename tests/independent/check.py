@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.dont_write_bytecode = True  # leave no __pycache__ in the work tree
 
 import generate  # noqa: E402
-from pgcheck import Report, psql, with_database  # noqa: E402
+from pgcheck import Report, psql, remove_scratch, with_database  # noqa: E402
 import reference  # noqa: E402
 
 REL_TOL = 1e-9
@@ -319,19 +319,7 @@ def main(argv=None) -> int:
     except Exception as e:  # a broken run is a failed test, not a traceback
         rep.result("check ran to the end", [f"{type(e).__name__}: {e}"])
     finally:
-        if created and not args.keep:
-            try:
-                psql(base_url, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-            except Exception as e:
-                print(f"warning: could not drop database {db}: {e}")
-        if not args.keep:
-            try:
-                os.remove(path)
-                os.rmdir(tmp)
-            except OSError:
-                pass
-        else:
-            print(f"kept database {db} and file {path}")
+        remove_scratch(base_url, db if created else None, tmp, args.keep)
 
     print(rep.closing_line())
     return 1 if rep.failed else 0
