@@ -89,3 +89,54 @@ impl<A: WindowAggregate> EpochLogic for Windowed<A> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventType;
+    use crate::operators::aggregates::{Hit, Traffic};
+
+    fn hit(user: &str) -> Hit {
+        Hit { event_type: EventType::PageView, user_id: user.into(), revenue_cents: 0 }
+    }
+
+    #[test]
+    fn final_exactly_when_the_watermark_reaches_window_end_then_released() {
+        let mut w = Windowed::<Traffic>::new(60_000);
+        let mut out = Vec::new();
+        w.absorb((0, (), hit("a")), 1);
+        w.absorb((0, (), hit("a")), 1);
+        w.absorb((0, (), hit("b")), 1);
+        w.close_epoch(59_999, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].0.active_users, out[0].0.counts[0], out[0].0.is_final), (2, 3, false));
+        out.clear();
+        w.close_epoch(60_000, &mut out);
+        assert_eq!(out.iter().map(|(r, d)| (r.is_final, *d)).collect::<Vec<_>>(), vec![(false, -1), (true, 1)]);
+        assert_eq!(w.open_groups(), 0);
+        out.clear();
+        w.close_epoch(120_000, &mut out);
+        assert!(out.is_empty(), "a final row is never touched again");
+    }
+
+    #[test]
+    fn an_event_at_window_end_lands_in_the_next_window() {
+        let mut w = Windowed::<Traffic>::new(60_000);
+        let mut out = Vec::new();
+        let t = 60_000;
+        w.absorb((crate::time::window_start(t, 60_000), (), hit("a")), 1);
+        w.close_epoch(0, &mut out);
+        assert_eq!((out[0].0.window_start, out[0].0.window_end), (60_000, 120_000));
+    }
+
+    #[test]
+    fn unchanged_rows_are_not_re_emitted() {
+        let mut w = Windowed::<Traffic>::new(60_000);
+        let mut out = Vec::new();
+        w.absorb((0, (), hit("a")), 1);
+        w.close_epoch(0, &mut out);
+        out.clear();
+        w.close_epoch(10, &mut out);
+        assert!(out.is_empty());
+    }
+}
