@@ -1,5 +1,6 @@
-//! What the producer and the Kafka source share: client settings, a topic's partitions,
-//! topic creation, and the embedded development broker.
+//! What the producer and the Kafka source share: client settings (with the user's own,
+//! kept out of every message), a topic's partitions, topic creation, and the embedded
+//! development broker.
 //!
 //! Owns every conversation with Kafka that is not producing or consuming records.
 
@@ -10,28 +11,66 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, Producer};
 
 /// How long to wait for a broker to answer a metadata or admin request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a lag query may hold up the worker that reads the partition.
+pub const LAG_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long topic creation may take before falling back to automatic creation.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Client settings every clickflow client uses.
-pub fn config(brokers: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", brokers).set("log_level", "3");
-    c
+/// Where Kafka is and how to talk to it: the bootstrap servers and the user's own client
+/// settings (`--kafka-config key=value`: TLS, SASL, ...). Their values may be secrets:
+/// they are never logged, and [`KafkaSettings::error`] blanks them out of messages.
+#[derive(Clone)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    extra: Vec<(String, String)>,
+}
+
+impl KafkaSettings {
+    /// `pairs` as given on the command line, each `key=value`.
+    pub fn new(brokers: &str, pairs: &[String]) -> Result<KafkaSettings> {
+        let mut extra = Vec::new();
+        for (i, pair) in pairs.iter().enumerate() {
+            match pair.split_once('=') {
+                Some((key, value)) if !key.trim().is_empty() => extra.push((key.trim().to_owned(), value.to_owned())),
+                _ => bail!("--kafka-config number {} is not key=value", i + 1),
+            }
+        }
+        Ok(KafkaSettings { brokers: brokers.to_owned(), extra })
+    }
+
+    /// Client settings every clickflow client uses, then the user's.
+    pub fn client(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers).set("log_level", "3");
+        for (key, value) in &self.extra {
+            c.set(key, value);
+        }
+        c
+    }
+
+    /// `what: e`, with the value of every user setting blanked out.
+    pub fn error(&self, what: &str, e: KafkaError) -> anyhow::Error {
+        let mut text = format!("{what}: {e}");
+        for (_, value) in self.extra.iter().filter(|(_, v)| !v.is_empty()) {
+            text = text.replace(value.as_str(), "***");
+        }
+        anyhow!(text)
+    }
 }
 
 /// The number of partitions of `topic`, or an error naming the broker and the topic.
-pub fn partitions(brokers: &str, topic: &str) -> Result<Option<usize>> {
-    let probe: BaseConsumer = config(brokers).create().context("cannot create a Kafka client")?;
+pub fn partitions(kafka: &KafkaSettings, topic: &str) -> Result<Option<usize>> {
+    let brokers = &kafka.brokers;
+    let probe: BaseConsumer = kafka.client().create().map_err(|e| kafka.error("cannot create a Kafka client", e))?;
     let metadata = probe
         .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
-        .map_err(|e| anyhow!("cannot reach Kafka at {brokers}: {e}"))?;
+        .map_err(|e| kafka.error(&format!("cannot reach Kafka at {brokers}"), e))?;
     let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else { return Ok(None) };
     match t.error() {
         None => Ok(Some(t.partitions().len())),
@@ -43,11 +82,12 @@ pub fn partitions(brokers: &str, topic: &str) -> Result<Option<usize>> {
 /// Creates `topic` with `count` partitions unless it exists; returns its partition count.
 /// Brokers without the CreateTopics API (the development broker) create it on first
 /// use instead, with their default partition count.
-pub fn ensure_topic(brokers: &str, topic: &str, count: usize) -> Result<usize> {
-    if let Some(n) = partitions(brokers, topic)? {
+pub fn ensure_topic(kafka: &KafkaSettings, topic: &str, count: usize) -> Result<usize> {
+    let brokers = &kafka.brokers;
+    if let Some(n) = partitions(kafka, topic)? {
         return Ok(n);
     }
-    let admin: AdminClient<DefaultClientContext> = config(brokers).create().context("cannot create a Kafka admin client")?;
+    let admin: AdminClient<DefaultClientContext> = kafka.client().create().map_err(|e| kafka.error("cannot create a Kafka admin client", e))?;
     let new = NewTopic::new(topic, count as i32, TopicReplication::Fixed(1));
     let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT)).request_timeout(Some(ADMIN_TIMEOUT));
     match futures_executor::block_on(admin.create_topics([&new], &options)) {
@@ -62,13 +102,13 @@ pub fn ensure_topic(brokers: &str, topic: &str, count: usize) -> Result<usize> {
         }
         Err(e) => {
             tracing::info!(topic, error = %e, "the broker did not create the topic: relying on its automatic creation");
-            let producer: BaseProducer = config(brokers).create().context("cannot create a Kafka client")?;
-            producer.client().fetch_metadata(Some(topic), REQUEST_TIMEOUT).map_err(|e| anyhow!("cannot create topic {topic} on {brokers}: {e}"))?;
+            let producer: BaseProducer = kafka.client().create().map_err(|e| kafka.error("cannot create a Kafka client", e))?;
+            producer.client().fetch_metadata(Some(topic), REQUEST_TIMEOUT).map_err(|e| kafka.error(&format!("cannot create topic {topic} on {brokers}"), e))?;
         }
     }
     // Metadata can lag creation by a moment.
     for _ in 0..50 {
-        if let Some(n) = partitions(brokers, topic)? {
+        if let Some(n) = partitions(kafka, topic)? {
             return Ok(n);
         }
         std::thread::sleep(Duration::from_millis(100));

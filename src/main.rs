@@ -138,6 +138,10 @@ struct ProduceArgs {
     /// Fraction of events followed by a malformed message (each dead-letter reason in turn).
     #[arg(long, default_value_t = 0.0, value_parser = probability)]
     malformed: f64,
+    /// Extra Kafka client setting KEY=VALUE (e.g. security.protocol=SASL_SSL), repeatable;
+    /// values are never printed [default: none].
+    #[arg(long = "kafka-config", value_name = "KEY=VALUE")]
+    kafka_config: Vec<String>,
 }
 
 #[derive(Args)]
@@ -155,6 +159,23 @@ struct ProcessArgs {
     /// and exit [default: run until stopped].
     #[arg(long, value_parser = cli::duration)]
     until_idle: Option<Millis>,
+    /// With --brokers: if the broker does not answer (or the topic is missing) at the
+    /// start, keep trying for this long [default: fail at once].
+    #[arg(long, value_parser = cli::duration)]
+    wait_for_broker: Option<Millis>,
+    /// Extra Kafka client setting KEY=VALUE (e.g. security.protocol=SASL_SSL,
+    /// sasl.password=...), repeatable; values are never printed [default: none].
+    #[arg(long = "kafka-config", value_name = "KEY=VALUE")]
+    kafka_config: Vec<String>,
+    /// Read the input from its start instead of resuming after the positions this
+    /// database committed (needed to read a file other than the one it recorded); the
+    /// watermark, dedupe ids, open sessions and totals carry on.
+    #[arg(long)]
+    from_start: bool,
+    /// How long PostgreSQL may stay unreachable mid-run (retried with backoff, then the
+    /// run resumes after the last commit) before the processor gives up.
+    #[arg(long, default_value = "10m", value_parser = cli::duration)]
+    max_retry_time: Millis,
     /// A partition with no accepted event for this long no longer holds the watermark back.
     #[arg(long, default_value = "30s", value_parser = cli::duration)]
     idle_timeout: Millis,
@@ -164,6 +185,10 @@ struct ProcessArgs {
     /// How far the watermark trails the largest event time seen.
     #[arg(long, default_value = "60s", value_parser = cli::duration)]
     watermark_delay: Millis,
+    /// How long an accepted event_id is remembered for dedupe: until the watermark
+    /// passes its event_time plus this.
+    #[arg(long, default_value = "24h", value_parser = cli::duration)]
+    dedupe_horizon: Millis,
     /// Inactivity that ends a session.
     #[arg(long, default_value = "30m", value_parser = cli::duration)]
     session_gap: Millis,
@@ -231,7 +256,11 @@ fn run(command: Command) -> Result<()> {
         Command::Produce(a) => {
             let start = a.start_time.unwrap_or_else(|| if a.rate.is_some() { process::now_millis() } else { 1_793_491_200_000 });
             let out = match a.brokers {
-                Some(brokers) => producer::Output::Kafka { brokers, topic: a.topic, partitions: usize::from(a.partitions) },
+                Some(brokers) => producer::Output::Kafka {
+                    kafka: kafka::KafkaSettings::new(&brokers, &a.kafka_config)?,
+                    topic: a.topic,
+                    partitions: usize::from(a.partitions),
+                },
                 None => producer::Output::File(a.out),
             };
             let options = producer::Options {
@@ -261,9 +290,10 @@ fn run(command: Command) -> Result<()> {
             let input = match (a.input, a.brokers) {
                 (Some(path), _) => process::Input::File(path),
                 (None, Some(brokers)) => process::Input::Kafka {
-                    brokers,
+                    kafka: kafka::KafkaSettings::new(&brokers, &a.kafka_config)?,
                     topic: a.topic,
                     until_idle: a.until_idle.map(|ms| Duration::from_millis(ms as u64)),
+                    wait_for_broker: a.wait_for_broker.map(|ms| Duration::from_millis(ms as u64)),
                 },
                 (None, None) => unreachable!("clap requires --input or --brokers"),
             };
@@ -273,22 +303,26 @@ fn run(command: Command) -> Result<()> {
                 settings: Settings { session_gap: a.session_gap, traffic_window: a.traffic_window, stats_window: a.stats_window },
                 watermark_delay: a.watermark_delay,
                 idle_timeout: a.idle_timeout,
+                dedupe_horizon: a.dedupe_horizon,
                 workers: usize::from(a.workers),
                 epoch_events: a.epoch_events as usize,
                 progress_interval: Duration::from_millis(a.progress_interval as u64),
                 run_id,
                 metrics_addr: a.metrics_addr,
+                from_start: a.from_start,
+                max_retry_time: Duration::from_millis(a.max_retry_time as u64),
             };
             let outcome = process::run(options)?;
             let c = outcome.counts;
             tracing::info!(
+                read = outcome.read,
                 input = c.input,
                 accepted = c.accepted,
                 duplicates = c.duplicates,
                 dead_letters = c.dead_letters,
                 late = c.late,
                 seconds = format!("{:.2}", outcome.seconds),
-                events_per_second = format!("{:.0}", c.input as f64 / outcome.seconds),
+                events_per_second = format!("{:.0}", outcome.read as f64 / outcome.seconds),
                 peak_memory_mib = process::peak_memory_mib().map(|m| format!("{m:.0}")).unwrap_or_default(),
                 "{}",
                 if outcome.finished { "all rows final" } else { "stopped" }

@@ -1,11 +1,19 @@
 //! `clickflow process`: runs the dataflow on timely workers between a source and the
-//! PostgreSQL sink.
+//! PostgreSQL sink, resuming after the last committed transaction.
 //!
-//! Owns the run loop. Every worker with a source reads it, admits each message against
+//! Owns the run loop and restarts. A run is a series of attempts. Each attempt reads the
+//! checkpoint (`sink::checkpoint`), feeds the open rows' events back in the restore epoch
+//! to rebuild the operators' state, restores admission (watermark, dedupe ids, totals),
+//! and reads every source partition from its committed position. When PostgreSQL goes
+//! away the attempt is abandoned, since nothing uncommitted counts, and a new one starts
+//! once the database answers again (bounded exponential backoff, `--max-retry-time`).
+//!
+//! Within an attempt every worker with a source reads it, admits each message against
 //! the input's shared watermark clock, and closes an epoch every `epoch_events` messages
-//! or 200 ms (reporting W); it stops reading while the dataflow is more than a few epochs
-//! behind. Worker 0 also hands completed batches to the writer thread, with a progress
-//! row every `progress_interval`. The figures themselves are computed only in `dataflows`.
+//! or 200 ms (reporting W and its partitions' positions); it stops reading while the
+//! dataflow is more than a few epochs behind. Worker 0 also hands completed batches to
+//! the writer thread, with a progress row every `progress_interval`. The figures
+//! themselves are computed only in `dataflows`.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -14,19 +22,22 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
+use dataflows::event::Event;
 use dataflows::ingest::{Counts, Ingest, InputState};
 use dataflows::pipeline::{build, Inputs, Settings};
-use dataflows::rows::{Change, SourceProgress};
+use dataflows::rows::{Change, Position, SourceProgress};
 use dataflows::time::{format_rfc3339, Millis};
 use timely::worker::Worker;
 
+use crate::kafka::KafkaSettings;
 use crate::metrics::Metrics;
 use crate::sink::batch::{collect, Collected};
-use crate::sink::postgres::{PgSink, ProgressRow};
+use crate::sink::checkpoint::Checkpoint;
+use crate::sink::postgres::{is_unavailable, redact, PgSink, ProgressRow};
 use crate::sink::writer::Writer;
-use crate::source::file::FileSource;
-use crate::source::kafka::KafkaSource;
+use crate::source::file::{self, FileSource};
+use crate::source::kafka::{self, KafkaSource};
 use crate::source::Source;
 
 /// How long an epoch stays open at most, so that results and watermarks keep moving.
@@ -35,6 +46,9 @@ const EPOCH_INTERVAL: Duration = Duration::from_millis(200);
 const EPOCHS_IN_FLIGHT: u64 = 4;
 /// Rows gathered for the next write at most while the writer is busy.
 const MAX_PENDING_ROWS: usize = 50_000;
+/// The first and the longest wait between attempts to reach PostgreSQL again.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Where events come from.
 #[derive(Clone)]
@@ -42,27 +56,36 @@ pub enum Input {
     /// A JSON Lines file, `-` for stdin: bounded.
     File(String),
     /// A Kafka topic: unbounded, or until no message arrived for `until_idle`.
-    Kafka { brokers: String, topic: String, until_idle: Option<Duration> },
+    Kafka { kafka: KafkaSettings, topic: String, until_idle: Option<Duration>, wait_for_broker: Option<Duration> },
 }
 
+#[derive(Clone)]
 pub struct Options {
     pub input: Input,
     pub postgres: String,
     pub settings: Settings,
     pub watermark_delay: Millis,
     pub idle_timeout: Millis,
+    pub dedupe_horizon: Millis,
     pub workers: usize,
     pub epoch_events: usize,
     pub progress_interval: Duration,
     pub run_id: String,
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics_addr: Option<String>,
+    /// Read the input from its start, not from the committed positions.
+    pub from_start: bool,
+    /// How long PostgreSQL may stay unreachable mid-run before the run gives up.
+    pub max_retry_time: Duration,
 }
 
 /// What a run did, for the closing log line.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Outcome {
+    /// Running totals since the pipeline first started on this database.
     pub counts: Counts,
+    /// Messages read by this run.
+    pub read: u64,
     pub seconds: f64,
     /// False when stopped by a signal before the input ended.
     pub finished: bool,
@@ -79,13 +102,20 @@ pub fn now_millis() -> Millis {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as Millis)
 }
 
-/// What every worker shares.
+/// What every worker of one attempt shares.
 struct Shared {
     options: Options,
+    checkpoint: Checkpoint,
+    /// Every source partition of the input, read by some worker.
+    sources: Vec<String>,
     input: InputState,
-    /// Messages read by all workers, for the input rate.
-    read: AtomicU64,
+    /// The restore epoch's events, taken by worker 0.
+    restore: Mutex<Option<Vec<Event>>>,
+    /// Messages read by all workers in this run, for the input rate.
+    read: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
+    /// Set when a worker fails: the others stop reading and the attempt is abandoned.
+    failed: AtomicBool,
     /// The file source, the writer and the metrics endpoint, taken by worker 0.
     worker0: Mutex<Option<(Option<FileSource>, Writer, Option<Metrics>)>>,
     /// Partitions of the Kafka topic.
@@ -94,40 +124,169 @@ struct Shared {
 
 /// Runs until a bounded input has ended and every row is final and written, or until
 /// SIGTERM/SIGINT (then what was read is written, and open windows stay open).
+/// PostgreSQL must answer at the start; later outages are ridden out.
 pub fn run(options: Options) -> Result<Outcome> {
     let stop = crate::signals::stop_flag()?;
-    let (file, kafka_partitions) = match &options.input {
-        Input::File(path) => (Some(FileSource::open(path)?), 0),
-        Input::Kafka { brokers, topic, .. } => {
-            let n = crate::kafka::partitions(brokers, topic)?.ok_or_else(|| anyhow!("topic {topic} does not exist on {brokers}"))?;
-            (None, n)
-        }
-    };
-    let writer = Writer::spawn(PgSink::connect(&options.postgres)?);
+    if let Input::File(path) = &options.input {
+        file::identity(path)?; // a missing file is named before the database
+    }
     let metrics = options.metrics_addr.as_deref().map(Metrics::serve).transpose()?;
     let started = Instant::now();
+    let read = Arc::new(AtomicU64::new(0));
+    let mut sink = PgSink::connect(&options.postgres)?;
+    loop {
+        match attempt(&options, sink, &stop, &metrics, &read) {
+            Err(e) if is_unavailable(&e) => sink = reconnect(&options, &stop, e)?,
+            result => {
+                let (counts, finished) = result?;
+                let read = read.load(Ordering::Relaxed);
+                return Ok(Outcome { counts, read, seconds: started.elapsed().as_secs_f64(), finished });
+            }
+        }
+    }
+}
+
+/// Waits for PostgreSQL to answer again after `error`, with exponential backoff and one
+/// log line per attempt, for at most `--max-retry-time`.
+fn reconnect(options: &Options, stop: &AtomicBool, error: anyhow::Error) -> Result<PgSink> {
+    let url = redact(&options.postgres);
+    let since = Instant::now();
+    let mut delay = FIRST_BACKOFF;
+    let mut last = error;
+    for attempt in 1.. {
+        let left = options.max_retry_time.saturating_sub(since.elapsed());
+        if left.is_zero() {
+            bail!("PostgreSQL at {url} has been unavailable for {:.0?}, more than --max-retry-time: {last:#}", since.elapsed());
+        }
+        let wait = delay.min(left);
+        tracing::warn!(attempt, retry_in = format!("{wait:.1?}"), error = format!("{last:#}"), "PostgreSQL at {url} is unavailable");
+        let until = Instant::now() + wait;
+        while Instant::now() < until {
+            if stop.load(Ordering::Relaxed) {
+                bail!("stopped while PostgreSQL at {url} was unavailable: the next run resumes after the last commit");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        match PgSink::connect(&options.postgres) {
+            Ok(sink) => {
+                tracing::info!(attempt, "PostgreSQL at {url} answers again: resuming after the last commit");
+                return Ok(sink);
+            }
+            Err(e) if is_unavailable(&e) => last = e,
+            Err(e) => return Err(e),
+        }
+        delay = (delay * 2).min(MAX_BACKOFF);
+    }
+    unreachable!("the loop only ends by returning")
+}
+
+/// One attempt: restore from the checkpoint, then read and write until the input ends,
+/// a signal stops it, or something fails. Returns the running totals and whether the
+/// input ended.
+fn attempt(options: &Options, mut sink: PgSink, stop: &Arc<AtomicBool>, metrics: &Option<Metrics>, read: &Arc<AtomicU64>) -> Result<(Counts, bool)> {
+    let checkpoint = sink.checkpoint()?;
+    let (file, kafka_partitions, sources) = match &options.input {
+        Input::File(path) => {
+            let start = file_start(path, &checkpoint, options.from_start)?;
+            if let Some(identity) = file::identity(path)? {
+                sink.set_identity(&file::name(path), identity);
+            }
+            (Some(FileSource::open(path, start)?), 0, vec![file::name(path)])
+        }
+        Input::Kafka { kafka, topic, wait_for_broker, .. } => {
+            let n = topic_partitions(kafka, topic, *wait_for_broker, stop)?;
+            (None, n, (0..n as i32).map(|p| kafka::name(topic, p)).collect())
+        }
+    };
+    let restore = sink.open_state_events(options.settings.session_gap)?;
+    let input = InputState::new(options.watermark_delay, options.idle_timeout, options.dedupe_horizon);
+    input.restore(checkpoint.watermark, sink.recent_ids(checkpoint.watermark, options.dedupe_horizon)?);
+    if checkpoint.watermark != Millis::MIN {
+        tracing::info!(
+            watermark = format_rfc3339(checkpoint.watermark),
+            open_state_events = restore.len(),
+            remembered_ids = input.remembered_ids(),
+            "resuming after the last commit"
+        );
+    }
     let shared = Arc::new(Shared {
-        input: InputState::new(options.watermark_delay, options.idle_timeout),
-        read: AtomicU64::new(0),
-        stop,
-        worker0: Mutex::new(Some((file, writer, metrics))),
+        options: options.clone(),
+        checkpoint,
+        sources,
+        input,
+        restore: Mutex::new(Some(restore)),
+        read: read.clone(),
+        stop: stop.clone(),
+        failed: AtomicBool::new(false),
+        worker0: Mutex::new(Some((file, Writer::spawn(sink), metrics.clone()))),
         kafka_partitions,
-        options,
     });
-    let config = timely::Config::process(shared.options.workers.max(1));
-    let guards = timely::execute(config, move |worker| work(worker, &shared)).map_err(|e| anyhow!("cannot start timely workers: {e}"))?;
+    let config = timely::Config::process(options.workers.max(1));
+    let guards = timely::execute(config, move |worker| {
+        let result = work(worker, &shared);
+        if result.is_err() {
+            shared.failed.store(true, Ordering::Relaxed);
+        }
+        result
+    })
+    .map_err(|e| anyhow!("cannot start timely workers: {e}"))?;
     let mut outcome = None;
     for result in guards.join() {
+        // Worker 0's error comes first: it owns the writer, whose failure stops the rest.
         if let Some(o) = result.map_err(|e| anyhow!("a worker failed: {e}"))?? {
             outcome = Some(o);
         }
     }
-    let (counts, finished) = outcome.ok_or_else(|| anyhow!("worker 0 reported nothing"))?;
-    Ok(Outcome { counts, seconds: started.elapsed().as_secs_f64(), finished })
+    outcome.ok_or_else(|| anyhow!("worker 0 reported nothing"))
 }
 
-/// One worker: build the graph, read this worker's source, and on worker 0 write.
-/// Returns, on worker 0, the run's totals and whether the input ended.
+/// Where to read the file at `path` from: its committed position, if the database
+/// recorded this very file; its start for stdin, with `--from-start`, or on a database
+/// that holds no file's results. Another file is an error naming both.
+fn file_start(path: &str, checkpoint: &Checkpoint, from_start: bool) -> Result<Position> {
+    if path == "-" || from_start {
+        return Ok(Position::default());
+    }
+    let name = file::name(path);
+    let now = file::identity(path)?.unwrap_or_default();
+    match checkpoint.sources.get(&name) {
+        Some(c) => match &c.identity {
+            Some(recorded) if !file::is_same(path, recorded, c.position.offset)? => {
+                bail!("{path} is not the file this database read under that name (then {recorded}, now {now}): pass --from-start to read it from its start")
+            }
+            _ => Ok(c.position),
+        },
+        None => match checkpoint.sources.iter().find(|(n, _)| n.starts_with("file:") && *n != "file:-") {
+            Some((other, c)) => bail!(
+                "this database holds the results of {other} ({}), not of {name} ({now}): pass --from-start to read {path} from its start into it",
+                c.identity.as_deref().unwrap_or("no identity")
+            ),
+            None => Ok(Position::default()),
+        },
+    }
+}
+
+/// The partition count of `topic`; while the broker does not answer (or the topic is
+/// missing), retried for up to `wait` if given.
+fn topic_partitions(kafka: &KafkaSettings, topic: &str, wait: Option<Duration>, stop: &AtomicBool) -> Result<usize> {
+    let since = Instant::now();
+    loop {
+        let found = crate::kafka::partitions(kafka, topic)
+            .and_then(|n| n.ok_or_else(|| anyhow!("topic {topic} does not exist on {}", kafka.brokers)));
+        match found {
+            Ok(n) => return Ok(n),
+            Err(e) if wait.is_some_and(|w| since.elapsed() < w) && !stop.load(Ordering::Relaxed) => {
+                tracing::warn!(error = format!("{e:#}"), "waiting for Kafka (--wait-for-broker)");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One worker: build the graph, feed the restore epoch (worker 0), read this worker's
+/// source, and on worker 0 write. Returns, on worker 0, the run's totals and whether
+/// the input ended.
 fn work(worker: &mut Worker, shared: &Shared) -> Result<Option<(Counts, bool)>> {
     let options = &shared.options;
     let collected = Rc::new(RefCell::new(Collected::default()));
@@ -139,26 +298,34 @@ fn work(worker: &mut Worker, shared: &Shared) -> Result<Option<(Counts, bool)>> 
     let (index, peers) = (worker.index(), worker.peers());
     let (file, mut sink) = if index == 0 {
         let (file, writer, metrics) = shared.worker0.lock().expect("not poisoned").take().expect("worker 0 runs once");
-        (file, Some((writer, Reporter::new(options.run_id.clone(), options.progress_interval, metrics))))
+        let reporter = Reporter::new(options.run_id.clone(), options.progress_interval, metrics, &shared.checkpoint, &shared.sources);
+        for event in shared.restore.lock().expect("not poisoned").take().unwrap_or_default() {
+            inputs.accept(event);
+        }
+        (file, Some((writer, reporter)))
     } else {
         (None, None)
     };
     let source: Option<Box<dyn Source>> = match &options.input {
         Input::File(_) => file.map(|f| Box::new(f) as Box<dyn Source>),
-        Input::Kafka { brokers, topic, until_idle } => {
-            KafkaSource::assign(brokers, topic, shared.kafka_partitions, index, peers, *until_idle)?.map(|k| Box::new(k) as Box<dyn Source>)
+        Input::Kafka { kafka, topic, until_idle, .. } => {
+            let start = |name: &str| shared.checkpoint.sources.get(name).filter(|_| !options.from_start).map(|c| c.position.offset);
+            KafkaSource::assign(kafka, topic, shared.kafka_partitions, (index, peers), &start, *until_idle)?.map(|k| Box::new(k) as Box<dyn Source>)
         }
     };
+    let failed = || shared.failed.load(Ordering::Relaxed);
     let mut ended = true;
     if let Some(mut source) = source {
         let mut reading = Reading::new(source.as_ref(), shared);
+        // The restore epoch ends with the committed W, as the operators had it.
+        reading.close(&mut inputs, shared, Some(shared.checkpoint.watermark));
         loop {
-            if shared.stop.load(Ordering::Relaxed) {
+            if shared.stop.load(Ordering::Relaxed) || failed() {
                 ended = false;
                 break;
             }
-            let done = source.poll(EPOCH_INTERVAL, &mut |partition, bytes, position| {
-                reading.admit(&mut inputs, partition, bytes, position, shared);
+            let done = source.poll(EPOCH_INTERVAL, &mut |partition, bytes, next, label| {
+                reading.admit(&mut inputs, partition, bytes, next, label, shared);
             })?;
             if done {
                 break;
@@ -167,7 +334,7 @@ fn work(worker: &mut Worker, shared: &Shared) -> Result<Option<(Counts, bool)>> 
                 reading.end_epoch(&mut inputs, &mut *source, shared, None, false);
             }
             let behind = inputs.epoch().saturating_sub(EPOCHS_IN_FLIGHT);
-            while !collected.borrow().passed(behind) {
+            while !collected.borrow().passed(behind) && !failed() {
                 worker.step_or_park(Some(Duration::from_millis(1)));
                 hand_over(&mut sink, &collected, shared, false)?;
             }
@@ -176,11 +343,19 @@ fn work(worker: &mut Worker, shared: &Shared) -> Result<Option<(Counts, bool)>> 
         }
         // A bounded input has ended: W becomes +∞, every window and session closes.
         // Stopped by a signal: the last epoch keeps W, so open windows stay open.
-        reading.end_epoch(&mut inputs, &mut *source, shared, ended.then_some(Millis::MAX), true);
+        // Failed: nothing more is written; the next attempt resumes after the last commit.
+        if !failed() {
+            reading.end_epoch(&mut inputs, &mut *source, shared, ended.then_some(Millis::MAX), true);
+        }
     }
     drop(inputs);
     while worker.step_or_park(Some(Duration::from_millis(1))) {
-        hand_over(&mut sink, &collected, shared, false)?;
+        if !failed() {
+            hand_over(&mut sink, &collected, shared, false)?;
+        }
+    }
+    if failed() {
+        return Err(anyhow!("another worker failed"));
     }
     hand_over(&mut sink, &collected, shared, true)?;
     match sink {
@@ -204,6 +379,8 @@ fn hand_over(sink: &mut Option<(Writer, Reporter)>, collected: &Rc<RefCell<Colle
 struct Reading {
     names: Vec<String>,
     ingests: Vec<Ingest>,
+    /// Where each partition resumes after the messages admitted so far.
+    positions: Vec<Position>,
     lags: Vec<Option<i64>>,
     lag_checked: Instant,
     in_epoch: usize,
@@ -211,22 +388,36 @@ struct Reading {
 }
 
 impl Reading {
+    /// Admission for the source's partitions, carrying on from their committed totals
+    /// and positions.
     fn new(source: &dyn Source, shared: &Shared) -> Reading {
         let now = now_millis();
         let names = source.partitions().to_vec();
-        let ingests = names.iter().map(|n| Ingest::new(shared.input.clone(), n, now)).collect();
+        let mut ingests = Vec::new();
+        let mut positions = Vec::new();
+        for name in &names {
+            let mut ingest = Ingest::new(shared.input.clone(), name, now);
+            let committed = shared.checkpoint.sources.get(name);
+            if let Some(c) = committed {
+                ingest.resume(c.counts, c.max_event_time);
+            }
+            ingests.push(ingest);
+            positions.push(committed.filter(|_| !shared.options.from_start).map(|c| c.position).unwrap_or_default());
+        }
         Reading {
             lags: vec![None; names.len()],
             names,
             ingests,
+            positions,
             lag_checked: Instant::now() - shared.options.progress_interval,
             in_epoch: 0,
             epoch_opened: Instant::now(),
         }
     }
 
-    fn admit(&mut self, inputs: &mut Inputs, partition: usize, bytes: &[u8], position: &dyn Fn() -> String, shared: &Shared) {
-        inputs.admit(&mut self.ingests[partition], bytes, now_millis(), position);
+    fn admit(&mut self, inputs: &mut Inputs, partition: usize, bytes: &[u8], next: Position, label: &dyn Fn() -> String, shared: &Shared) {
+        inputs.admit(&mut self.ingests[partition], bytes, now_millis(), label);
+        self.positions[partition] = next;
         shared.read.fetch_add(1, Ordering::Relaxed);
         self.in_epoch += 1;
         if self.in_epoch >= shared.options.epoch_events {
@@ -244,17 +435,18 @@ impl Reading {
         self.close(inputs, shared, watermark);
     }
 
-    /// Records each partition's progress and ends the epoch with the input's W now (or
-    /// `watermark` when given).
+    /// Records each partition's progress and position and ends the epoch with the
+    /// input's W now (or `watermark` when given).
     fn close(&mut self, inputs: &mut Inputs, shared: &Shared, watermark: Option<Millis>) {
         let watermark = watermark.unwrap_or_else(|| shared.input.watermark(now_millis()));
-        for ((name, ingest), lag) in self.names.iter().zip(&self.ingests).zip(&self.lags) {
+        for (i, name) in self.names.iter().enumerate() {
             inputs.record(Change::Progress(SourceProgress {
                 source: name.clone(),
-                counts: ingest.counts(),
+                counts: self.ingests[i].counts(),
                 watermark,
-                max_event_time: ingest.max_event_time(),
-                lag: *lag,
+                max_event_time: self.ingests[i].max_event_time(),
+                lag: self.lags[i],
+                position: self.positions[i],
             }));
         }
         inputs.end_epoch(watermark);
@@ -270,20 +462,43 @@ struct Reporter {
     last_report: Instant,
     last_read: u64,
     last_processed: u64,
-    /// The latest committed progress of each source partition.
+    /// Totals of the partitions this database recorded that this run does not read.
+    earlier: Counts,
+    /// The latest progress of each source partition read by this run.
     sources: BTreeMap<String, SourceProgress>,
+    /// The watermark the operators reached, as last handed to the writer.
+    watermark: Option<Millis>,
     open_sessions: i64,
     metrics: Option<Metrics>,
 }
 
 impl Reporter {
-    fn new(run_id: String, interval: Duration, metrics: Option<Metrics>) -> Self {
-        Reporter { run_id, interval, last_report: Instant::now(), last_read: 0, last_processed: 0, sources: BTreeMap::new(), open_sessions: 0, metrics }
+    fn new(run_id: String, interval: Duration, metrics: Option<Metrics>, checkpoint: &Checkpoint, current: &[String]) -> Self {
+        let mut earlier = Counts::default();
+        let mut committed = Counts::default();
+        for (name, c) in &checkpoint.sources {
+            committed += c.counts;
+            if !current.contains(name) {
+                earlier += c.counts;
+            }
+        }
+        Reporter {
+            run_id,
+            interval,
+            last_report: Instant::now(),
+            last_read: 0,
+            last_processed: committed.input,
+            earlier,
+            sources: BTreeMap::new(),
+            watermark: None,
+            open_sessions: 0,
+            metrics,
+        }
     }
 
-    /// Totals over every source partition.
+    /// Running totals since the pipeline first started on this database.
     fn totals(&self) -> Counts {
-        let mut total = Counts::default();
+        let mut total = self.earlier;
         for p in self.sources.values() {
             total += p.counts;
         }
@@ -303,6 +518,7 @@ impl Reporter {
         }
         let batch = std::mem::take(&mut collected.borrow_mut().batch);
         self.open_sessions += batch.open_sessions_delta;
+        self.watermark = batch.watermark.or(self.watermark);
         for (name, p) in &batch.progress {
             self.sources.insert(name.clone(), p.clone());
         }
@@ -317,7 +533,7 @@ impl Reporter {
     fn progress_row(&mut self, read: u64) -> ProgressRow {
         let seconds = self.last_report.elapsed().as_secs_f64().max(1e-3);
         let totals = self.totals();
-        let watermark = self.sources.values().map(|p| p.watermark).min().filter(|w| *w != Millis::MIN);
+        let watermark = self.watermark.filter(|w| *w != Millis::MIN);
         let lags: Vec<i64> = self.sources.values().filter_map(|p| p.lag).collect();
         let row = ProgressRow {
             run_id: self.run_id.clone(),
@@ -332,6 +548,7 @@ impl Reporter {
             duplicate_events: totals.duplicates as i64,
             dead_letters: totals.dead_letters as i64,
             sources: self.sources.values().cloned().collect(),
+            run_input_events: read as i64,
         };
         tracing::info!(
             processed = totals.input,

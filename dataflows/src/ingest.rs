@@ -2,12 +2,14 @@
 //! and dedupe of CONTRACT §1–2, one message at a time in input order.
 //!
 //! Owns what the partitions of an input share within a process ([`InputState`]: the
-//! watermark clock and the ids of accepted events) and each partition's admission
-//! ([`Ingest`]). It runs where the input is read (timely capabilities cannot move
-//! backwards, so nothing late may enter the graph). It knows nothing of windows,
-//! sessions or I/O; wall-clock times are passed in.
+//! watermark clock and the ids of recently accepted events) and each partition's
+//! admission ([`Ingest`]). It runs where the input is read (timely capabilities cannot
+//! move backwards, so nothing late may enter the graph). It knows nothing of windows,
+//! sessions or I/O; wall-clock times are passed in. A restarted processor hands back what
+//! it committed ([`InputState::restore`], [`Ingest::resume`]) and admission carries on as
+//! if it had never stopped.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::event::{parse_event, Event, Reason, Rejection};
@@ -50,21 +52,65 @@ struct Partition {
     active_at: Millis,
 }
 
-/// Every `event_id` accepted, kept compactly: a canonical lower-case UUID as 16 bytes,
-/// anything else as its text.
-#[derive(Default)]
+/// The ids of accepted events within the dedupe horizon, with their event times, kept
+/// compactly: a canonical lower-case UUID as 16 bytes, anything else as its text.
+///
+/// An id is remembered until W passes its `event_time + horizon` (CONTRACT §2). Whether
+/// it still counts is decided against the W of the admission itself, so the answer does
+/// not depend on when expired ids are swept out; sweeps only bound memory.
 struct SeenIds {
-    uuids: HashSet<u128>,
-    others: HashSet<Box<str>>,
+    horizon: Millis,
+    uuids: HashMap<u128, Millis>,
+    others: HashMap<Box<str>, Millis>,
+    /// W at the last sweep.
+    swept_at: Millis,
 }
 
 impl SeenIds {
-    /// Remembers `id`; false if it was already there.
-    fn insert(&mut self, id: &str) -> bool {
-        match canonical_uuid(id) {
-            Some(u) => self.uuids.insert(u),
-            None => self.others.insert(id.into()),
+    fn new(horizon: Millis) -> Self {
+        SeenIds { horizon, uuids: HashMap::new(), others: HashMap::new(), swept_at: Millis::MIN }
+    }
+
+    /// Remembers `id` accepted at `time`; false if it was already remembered at `watermark`.
+    fn insert(&mut self, id: &str, time: Millis, watermark: Millis) -> bool {
+        let held = match canonical_uuid(id) {
+            Some(u) => self.uuids.entry(u).or_insert(Millis::MIN),
+            None => match self.others.get_mut(id) {
+                Some(t) => t,
+                None => self.others.entry(id.into()).or_insert(Millis::MIN),
+            },
+        };
+        if *held != Millis::MIN && held.saturating_add(self.horizon) >= watermark {
+            return false;
         }
+        *held = time;
+        true
+    }
+
+    /// Remembers `id` as accepted at `time` (the later time where it is already held).
+    fn remember(&mut self, id: &str, time: Millis) {
+        let slot = match canonical_uuid(id) {
+            Some(u) => self.uuids.entry(u).or_insert(time),
+            None => self.others.entry(id.into()).or_insert(time),
+        };
+        *slot = (*slot).max(time);
+    }
+
+    /// Forgets the ids W has passed, once W has moved an eighth of the horizon since the
+    /// last sweep, so memory stays within about 9/8 of the horizon's traffic.
+    fn sweep(&mut self, watermark: Millis) {
+        if watermark <= self.swept_at.saturating_add((self.horizon / 8).max(1)) {
+            return;
+        }
+        let horizon = self.horizon;
+        let live = |t: &mut Millis| t.saturating_add(horizon) >= watermark;
+        self.uuids.retain(|_, t| live(t));
+        self.others.retain(|_, t| live(t));
+        self.swept_at = watermark;
+    }
+
+    fn len(&self) -> usize {
+        self.uuids.len() + self.others.len()
     }
 }
 
@@ -106,12 +152,14 @@ impl State {
         if let Some(w) = computed {
             self.current = self.current.max(w);
         }
+        self.seen.sweep(self.current);
         self.current
     }
 }
 
 /// What the partitions of one input share within a process: the watermark W
-/// (CONTRACT §2) and the ids of accepted events. Cloning shares it.
+/// (CONTRACT §2) and the ids of events accepted within the dedupe horizon. Cloning
+/// shares it.
 ///
 /// W is the minimum, over the partitions that accepted an event within `idle_timeout`,
 /// of the partition's largest accepted event time minus the delay. A partition
@@ -124,9 +172,26 @@ pub struct InputState {
 }
 
 impl InputState {
-    pub fn new(delay: Millis, idle_timeout: Millis) -> Self {
-        let state = State { delay, idle_timeout, partitions: HashMap::new(), current: Millis::MIN, seen: SeenIds::default() };
+    /// `delay` is `--watermark-delay`, `idle_timeout` `--idle-timeout`, `horizon`
+    /// `--dedupe-horizon`.
+    pub fn new(delay: Millis, idle_timeout: Millis, horizon: Millis) -> Self {
+        let state = State { delay, idle_timeout, partitions: HashMap::new(), current: Millis::MIN, seen: SeenIds::new(horizon) };
         InputState { state: Arc::new(Mutex::new(state)) }
+    }
+
+    /// Restores what a previous run committed: its watermark, and the ids (with event
+    /// times) of the events it accepted within the horizon of that watermark.
+    pub fn restore(&self, watermark: Millis, ids: impl IntoIterator<Item = (String, Millis)>) {
+        let mut state = self.lock();
+        state.current = state.current.max(watermark);
+        for (id, time) in ids {
+            state.seen.remember(&id, time);
+        }
+    }
+
+    /// Ids held for dedupe now, for progress figures and tests of the horizon.
+    pub fn remembered_ids(&self) -> usize {
+        self.lock().seen.len()
     }
 
     /// Declares a partition of the input, at wall-clock time `now`.
@@ -149,8 +214,8 @@ impl InputState {
 /// Admission for one input partition, against its input's [`InputState`].
 ///
 /// An event with `event_time < W` is late. Among events that are not late, one whose
-/// `event_id` was accepted before, from any partition, is a duplicate: the first accepted
-/// copy wins. Ids are remembered for the whole run (about 20 bytes each for UUIDs).
+/// `event_id` was accepted before, from any partition, and is still within the dedupe
+/// horizon is a duplicate: the first accepted copy wins.
 pub struct Ingest {
     input: InputState,
     partition: String,
@@ -166,8 +231,19 @@ impl Ingest {
     }
 
     /// Admission for an input of one partition that never idles (a file, stdin).
-    pub fn single(watermark_delay: Millis) -> Self {
-        Ingest::new(InputState::new(watermark_delay, Millis::MAX), "", 0)
+    pub fn single(watermark_delay: Millis, dedupe_horizon: Millis) -> Self {
+        Ingest::new(InputState::new(watermark_delay, Millis::MAX, dedupe_horizon), "", 0)
+    }
+
+    /// Carries on from what a previous run committed for this partition: its running
+    /// totals and the largest event time it accepted.
+    pub fn resume(&mut self, counts: Counts, max_event_time: Option<Millis>) {
+        self.counts = counts;
+        self.max_event_time = max_event_time;
+        let mut state = self.input.lock();
+        if let Some(p) = state.partitions.get_mut(&self.partition) {
+            p.max_event_time = max_event_time;
+        }
     }
 
     /// The input's watermark W at wall-clock time `now`.
@@ -213,7 +289,7 @@ impl Ingest {
                 format!("event_time {} is before the watermark {}", format_rfc3339(event.event_time), format_rfc3339(watermark)),
             ));
         }
-        if !state.seen.insert(&event.event_id) {
+        if !state.seen.insert(&event.event_id, event.event_time, watermark) {
             return Admission::Duplicate;
         }
         let p = state.partitions.entry(self.partition.clone()).or_insert(Partition { max_event_time: None, active_at: now });
@@ -233,6 +309,7 @@ mod tests {
     
     const NOW: Millis = 1_800_000_000_000;
     const T0: Millis = 1_761_984_000_000;
+    const DAY: Millis = 86_400_000;
 
     pub(crate) fn line(id: &str, t: Millis) -> Vec<u8> {
         format!(
@@ -248,7 +325,7 @@ mod tests {
 
     #[test]
     fn late_event_is_dead_lettered_and_counted() {
-        let mut ingest = Ingest::single(60_000);
+        let mut ingest = Ingest::single(60_000, DAY);
         assert!(is_accepted(&ingest.admit(&line("a", T0 + 120_000), NOW)));
         assert_eq!(ingest.watermark(NOW), T0 + 60_000);
         assert!(is_accepted(&ingest.admit(&line("b", T0 + 60_000), NOW)), "exactly at W is on time");
@@ -261,7 +338,7 @@ mod tests {
 
     #[test]
     fn duplicate_counts_once_first_wins() {
-        let mut ingest = Ingest::single(60_000);
+        let mut ingest = Ingest::single(60_000, DAY);
         assert!(is_accepted(&ingest.admit(&line("a", T0), NOW)));
         assert!(matches!(ingest.admit(&line("a", T0 + 1), NOW), Admission::Duplicate));
         assert_eq!(ingest.watermark(NOW), T0 - 60_000);
@@ -271,7 +348,7 @@ mod tests {
 
     #[test]
     fn rejected_messages_do_not_move_the_watermark() {
-        let mut ingest = Ingest::single(60_000);
+        let mut ingest = Ingest::single(60_000, DAY);
         ingest.admit(&line("a", T0), NOW);
         let far_future = line("f", NOW + 3_600_000);
         assert!(matches!(ingest.admit(&far_future, NOW), Admission::Rejected(r) if r.reason == Reason::FutureEventTime));
@@ -281,7 +358,7 @@ mod tests {
 
     #[test]
     fn a_reused_id_is_a_duplicate_however_much_later() {
-        let mut ingest = Ingest::single(60_000);
+        let mut ingest = Ingest::single(60_000, DAY);
         assert!(is_accepted(&ingest.admit(&line("a", T0), NOW)));
         assert!(is_accepted(&ingest.admit(&line("b", T0 + 3_600_000), NOW)));
         assert!(matches!(ingest.admit(&line("a", T0 + 3_600_000), NOW), Admission::Duplicate));
@@ -295,16 +372,16 @@ mod tests {
         assert!(canonical_uuid(lower).is_some());
         assert_eq!(canonical_uuid(&lower.to_uppercase()), None, "upper case is another string, kept as text");
         assert_eq!(canonical_uuid("3fe7cde8x72c7-4bc9-bb4c-36fa3bb07c26"), None);
-        let mut seen = SeenIds::default();
-        assert!(seen.insert(lower));
-        assert!(seen.insert(&lower.to_uppercase()));
-        assert!(!seen.insert(lower));
-        assert!(!seen.insert(&lower.to_uppercase()));
+        let mut seen = SeenIds::new(DAY);
+        assert!(seen.insert(lower, T0, T0));
+        assert!(seen.insert(&lower.to_uppercase(), T0, T0));
+        assert!(!seen.insert(lower, T0, T0));
+        assert!(!seen.insert(&lower.to_uppercase(), T0, T0));
     }
 
     #[test]
     fn watermark_is_the_minimum_over_active_partitions() {
-        let clock = InputState::new(60_000, 30_000);
+        let clock = InputState::new(60_000, 30_000, DAY);
         let mut fast = Ingest::new(clock.clone(), "p0", NOW);
         let mut slow = Ingest::new(clock.clone(), "p1", NOW);
         assert!(is_accepted(&fast.admit(&line("a", T0 + 600_000), NOW)));
@@ -320,5 +397,50 @@ mod tests {
         assert_eq!(clock.watermark(NOW + 40_000), T0 + 541_000);
         // Dedupe spans partitions: the first accepted copy wins.
         assert!(matches!(slow.admit(&line("c", T0 + 601_000), NOW + 40_000), Admission::Duplicate));
+    }
+
+    #[test]
+    fn ids_are_forgotten_once_the_watermark_passes_the_horizon() {
+        let hour = 3_600_000;
+        let mut ingest = Ingest::new(InputState::new(60_000, Millis::MAX, hour), "", NOW);
+        assert!(is_accepted(&ingest.admit(&line("a", T0), NOW)));
+        // W = T0 + hour exactly: `a` (T0 + horizon = W) is still remembered.
+        assert!(is_accepted(&ingest.admit(&line("b", T0 + hour + 60_000), NOW)));
+        assert!(matches!(ingest.admit(&line("a", T0 + hour + 60_000), NOW), Admission::Duplicate));
+        // One millisecond more and W has passed it: a reused id is a new event.
+        assert!(is_accepted(&ingest.admit(&line("c", T0 + hour + 60_001), NOW)));
+        assert!(is_accepted(&ingest.admit(&line("a", T0 + hour + 60_001), NOW)), "reused after the horizon");
+        assert!(matches!(ingest.admit(&line("a", T0 + hour + 60_001), NOW), Admission::Duplicate), "the new copy is remembered");
+    }
+
+    #[test]
+    fn dedupe_state_stays_bounded_by_the_horizon() {
+        let (hour, step) = (3_600_000, 1_000);
+        let input = InputState::new(60_000, Millis::MAX, hour);
+        let mut ingest = Ingest::new(input.clone(), "", NOW);
+        let mut most = 0;
+        // Ten hours of one event a second; the horizon holds 3,600 of them.
+        for i in 0..36_000 {
+            assert!(is_accepted(&ingest.admit(&line(&format!("e{i}"), T0 + i * step), NOW)));
+            most = most.max(input.remembered_ids());
+        }
+        assert!(most <= 3_600 * 9 / 8 + 100, "{most} ids held at most");
+        assert!(most >= 3_600, "ids within the horizon are all kept: {most}");
+    }
+
+    #[test]
+    fn a_resumed_partition_admits_as_if_it_never_stopped() {
+        let mut first = Ingest::single(60_000, DAY);
+        assert!(is_accepted(&first.admit(&line("a", T0 + 120_000), NOW)));
+        let input = InputState::new(60_000, Millis::MAX, DAY);
+        input.restore(first.watermark(NOW), [("a".to_owned(), T0 + 120_000)]);
+        let mut second = Ingest::new(input, "", NOW);
+        second.resume(first.counts(), first.max_event_time());
+        assert_eq!(second.watermark(NOW), T0 + 60_000);
+        assert!(matches!(second.admit(&line("a", T0 + 120_000), NOW), Admission::Duplicate));
+        assert!(matches!(second.admit(&line("z", T0 + 59_999), NOW), Admission::Rejected(r) if r.reason == Reason::Late));
+        assert!(is_accepted(&second.admit(&line("b", T0 + 180_000), NOW)));
+        assert_eq!(second.watermark(NOW), T0 + 120_000, "the restored partition keeps moving W");
+        assert_eq!(second.counts(), Counts { input: 4, accepted: 2, duplicates: 1, dead_letters: 1, late: 1 });
     }
 }

@@ -29,6 +29,11 @@ use crate::ingest::{Admission, Ingest};
 use crate::rows::{Change, DeadLetter};
 use crate::time::{window_start, Millis};
 
+/// The epoch in which a restarted processor feeds back the events its open rows were
+/// computed from, with the committed watermark: it rebuilds every operator's state, and
+/// what it emits is already in the database. Live input starts at the next epoch.
+pub const RESTORE_EPOCH: u64 = 0;
+
 /// The knobs of CONTRACT §2–3, in milliseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Settings {
@@ -112,7 +117,8 @@ impl Inputs {
         *self.events.time()
     }
 
-    /// An accepted event (see [`crate::ingest::Ingest`]).
+    /// An accepted event (see [`crate::ingest::Ingest`]), or in the [`RESTORE_EPOCH`]
+    /// one fed back from the committed results.
     pub fn accept(&mut self, event: Event) {
         self.events.insert(event);
     }

@@ -134,7 +134,17 @@ impl DeadLetter {
     }
 }
 
-/// What a source did during one epoch: its running totals and its watermark at the end.
+/// Where a source partition resumes after the messages read so far: the next Kafka
+/// offset, or for a file the byte offset of the next line and the number of lines read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Position {
+    pub offset: i64,
+    /// Lines read (files); 0 for Kafka.
+    pub line: i64,
+}
+
+/// What a source did up to the end of one epoch: its running totals, its watermark, and
+/// where it resumes. Committed with the rows of that epoch.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct SourceProgress {
     /// Which source partition this is, e.g. `file:events.jsonl`.
@@ -144,6 +154,8 @@ pub struct SourceProgress {
     pub max_event_time: Option<Millis>,
     /// Messages in the partition not yet read (Kafka consumer lag), when known.
     pub lag: Option<i64>,
+    /// Where the partition resumes after this epoch.
+    pub position: Position,
 }
 
 /// Everything the sink writes, as updates `(Change, epoch, diff)`: a row with diff +1 is

@@ -33,12 +33,12 @@ fn run(lines: Vec<Vec<u8>>, workers: usize, epoch_len: usize) -> Tables {
             inputs
         });
         if worker.index() == 0 {
-            let mut ingest = Ingest::single(DELAY);
+            let mut ingest = Ingest::single(DELAY, 86_400_000);
             for (chunk_no, chunk) in lines.chunks(epoch_len).enumerate() {
                 for (i, line) in chunk.iter().enumerate() {
                     inputs.admit(&mut ingest, line, NOW, || format!("test:{}", chunk_no * epoch_len + i + 1));
                 }
-                let progress = SourceProgress { source: "test".into(), counts: ingest.counts(), watermark: ingest.watermark(NOW), max_event_time: ingest.max_event_time(), lag: None };
+                let progress = SourceProgress { source: "test".into(), counts: ingest.counts(), watermark: ingest.watermark(NOW), max_event_time: ingest.max_event_time(), lag: None, position: Default::default() };
                 inputs.record(Change::Progress(progress));
                 inputs.end_epoch(ingest.watermark(NOW));
                 worker.step();

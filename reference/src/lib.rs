@@ -15,7 +15,8 @@ use dataflows::time::Millis;
 /// The tables, keyed as in PostgreSQL.
 #[derive(Debug, Default, PartialEq)]
 pub struct Tables {
-    pub events: BTreeMap<String, Event>,
+    /// Keyed by `(event_id, event_time)`, as `events_raw`.
+    pub events: BTreeMap<(String, Millis), Event>,
     pub sessions: BTreeMap<(String, Millis), SessionRow>,
     pub traffic: BTreeMap<Millis, TrafficRow>,
     pub products: BTreeMap<(Millis, String), ProductRow>,
@@ -26,11 +27,15 @@ pub struct Tables {
     pub duplicates: u64,
 }
 
+/// `--dedupe-horizon`'s default: an accepted id is remembered until W passes its
+/// event time plus this.
+pub const DEDUPE_HORIZON: Millis = 86_400_000;
+
 /// Computes every table from the messages of one partition, in order.
 pub fn compute(messages: &[Vec<u8>], watermark_delay: Millis, settings: Settings, now: Millis) -> Tables {
     let mut t = Tables::default();
     let mut max_time: Option<Millis> = None;
-    let mut seen = HashSet::new();
+    let mut seen: HashMap<String, Millis> = HashMap::new();
     for (line, bytes) in (1..).zip(messages) {
         let event = match parse_event(bytes, now) {
             Ok(e) => e,
@@ -39,13 +44,16 @@ pub fn compute(messages: &[Vec<u8>], watermark_delay: Millis, settings: Settings
                 continue;
             }
         };
-        if max_time.is_some_and(|m| event.event_time < m - watermark_delay) {
+        let watermark = max_time.map(|m| m - watermark_delay);
+        let remembered = seen.get(&event.event_id).is_some_and(|first| watermark.is_none_or(|w| first + DEDUPE_HORIZON >= w));
+        if watermark.is_some_and(|w| event.event_time < w) {
             t.dead_letters.insert(line, Reason::Late);
-        } else if !seen.insert(event.event_id.clone()) {
+        } else if remembered {
             t.duplicates += 1;
         } else {
+            seen.insert(event.event_id.clone(), event.event_time);
             max_time = Some(max_time.map_or(event.event_time, |m| m.max(event.event_time)));
-            t.events.insert(event.event_id.clone(), event);
+            t.events.insert((event.event_id.clone(), event.event_time), event);
         }
     }
     t.sessions = sessions(&t.events, settings.session_gap);
@@ -60,7 +68,7 @@ fn start_of(t: Millis, len: Millis) -> Millis {
     t - t.rem_euclid(len)
 }
 
-fn sessions(events: &BTreeMap<String, Event>, gap: Millis) -> BTreeMap<(String, Millis), SessionRow> {
+fn sessions(events: &BTreeMap<(String, Millis), Event>, gap: Millis) -> BTreeMap<(String, Millis), SessionRow> {
     let mut by_user: HashMap<&str, Vec<&Event>> = HashMap::new();
     for e in events.values() {
         by_user.entry(&e.user_id).or_default().push(e);
@@ -124,7 +132,7 @@ fn revenue(e: &Event) -> i64 {
     }
 }
 
-fn traffic(events: &BTreeMap<String, Event>, len: Millis) -> BTreeMap<Millis, TrafficRow> {
+fn traffic(events: &BTreeMap<(String, Millis), Event>, len: Millis) -> BTreeMap<Millis, TrafficRow> {
     let mut groups: BTreeMap<Millis, Vec<&Event>> = BTreeMap::new();
     for e in events.values() {
         groups.entry(start_of(e.event_time, len)).or_default().push(e);
@@ -146,7 +154,7 @@ fn traffic(events: &BTreeMap<String, Event>, len: Millis) -> BTreeMap<Millis, Tr
         .collect()
 }
 
-fn products(events: &BTreeMap<String, Event>, len: Millis) -> BTreeMap<(Millis, String), ProductRow> {
+fn products(events: &BTreeMap<(String, Millis), Event>, len: Millis) -> BTreeMap<(Millis, String), ProductRow> {
     use EventType::*;
     let mut groups: BTreeMap<(Millis, String), Vec<&Event>> = BTreeMap::new();
     for e in events.values().filter(|e| matches!(e.event_type, ProductView | AddToCart | RemoveFromCart | Purchase)) {
@@ -248,7 +256,7 @@ impl Tables {
                 continue;
             }
             let fresh = match change {
-                Change::Event(e) => t.events.insert(e.event_id.clone(), e).is_none(),
+                Change::Event(e) => t.events.insert((e.event_id.clone(), e.event_time), e).is_none(),
                 Change::Session(r) => t.sessions.insert((r.user_id.clone(), r.session_start), r).is_none(),
                 Change::Traffic(r) => t.traffic.insert(r.window_start, r).is_none(),
                 Change::Product(r) => t.products.insert((r.window_start, r.product_id.clone()), r).is_none(),

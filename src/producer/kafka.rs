@@ -5,12 +5,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 
 use super::{Sent, Sink};
+use crate::kafka::KafkaSettings;
 
 #[derive(Default)]
 struct Deliveries {
@@ -45,12 +46,13 @@ pub struct KafkaSink {
 
 impl KafkaSink {
     /// Connects, creating the topic with `partitions` if it does not exist.
-    pub fn connect(brokers: &str, topic: &str, partitions: usize) -> Result<KafkaSink> {
-        let n = crate::kafka::ensure_topic(brokers, topic, partitions)?;
-        tracing::info!(brokers, topic, partitions = n, "producing to Kafka");
+    pub fn connect(kafka: &KafkaSettings, topic: &str, partitions: usize) -> Result<KafkaSink> {
+        let n = crate::kafka::ensure_topic(kafka, topic, partitions)?;
+        tracing::info!(brokers = kafka.brokers, topic, partitions = n, "producing to Kafka");
         let context = Counting::default();
         let deliveries = context.0.clone();
-        let producer = crate::kafka::config(brokers)
+        let producer = kafka
+            .client()
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", "lz4")
@@ -58,7 +60,7 @@ impl KafkaSink {
             .set("batch.num.messages", "10000")
             .set("queue.buffering.max.messages", "500000")
             .create_with_context(context)
-            .context("cannot create a Kafka producer")?;
+            .map_err(|e| kafka.error("cannot create a Kafka producer", e))?;
         Ok(KafkaSink { producer, deliveries, topic: topic.to_owned(), sent: 0 })
     }
 }

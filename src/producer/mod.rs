@@ -53,7 +53,7 @@ pub enum Output {
     /// A file, `-` for stdout.
     File(String),
     /// A Kafka topic, created with `partitions` if missing.
-    Kafka { brokers: String, topic: String, partitions: usize },
+    Kafka { kafka: crate::kafka::KafkaSettings, topic: String, partitions: usize },
 }
 
 /// What a run sent.
@@ -68,7 +68,7 @@ pub struct Sent {
 pub fn run(options: &Options) -> Result<Sent> {
     let mut out: Box<dyn Sink> = match &options.out {
         Output::File(path) => Box::new(FileSink::create(path)?),
-        Output::Kafka { brokers, topic, partitions } => Box::new(kafka::KafkaSink::connect(brokers, topic, *partitions)?),
+        Output::Kafka { kafka, topic, partitions } => Box::new(kafka::KafkaSink::connect(kafka, topic, *partitions)?),
     };
     let stop = crate::signals::stop_flag()?;
     let mut shop = Shop::new(options.seed, options.start, options.events_per_second);

@@ -1,15 +1,19 @@
 //! Gathers the dataflow's changes on worker 0 into one [`Batch`] per write: the net
 //! upserts and deletes of every epoch completed since the last write, in epoch order.
 //!
-//! Owns consolidation (a retraction and a new version of a key become one upsert) and
-//! the record of which epochs are complete. It does no I/O: the writer takes the batch.
+//! Owns consolidation (a retraction and a new version of a key become one upsert), the
+//! record of which epochs are complete, and the watermark they reached. It does no I/O:
+//! the writer takes the batch. What the restore epoch emits is already in the database
+//! and is dropped here, but for the count of open sessions.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use dataflows::event::Event;
+use dataflows::pipeline::RESTORE_EPOCH;
 use dataflows::rows::{Change, ConversionRow, DeadLetter, FunnelRow, ProductRow, SessionRow, SourceProgress, TrafficRow};
+use dataflows::time::Millis;
 use differential_dataflow::VecCollection;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::Operator;
@@ -44,8 +48,10 @@ pub struct Batch {
     pub products: Upserts<ProductRow>,
     pub funnel: Upserts<FunnelRow>,
     pub conversion: Upserts<ConversionRow>,
-    /// The latest progress of each source.
+    /// The latest progress of each source: where it resumes after this batch.
     pub progress: BTreeMap<String, SourceProgress>,
+    /// The watermark the operators reached at the batch's last epoch.
+    pub watermark: Option<Millis>,
     /// Change in the number of open (non-final) sessions.
     pub open_sessions_delta: i64,
 }
@@ -74,10 +80,14 @@ impl Batch {
     }
 
     /// Applies one complete epoch: retractions before insertions, so that a key's new
-    /// version wins over the retraction of its old one.
-    fn apply_epoch(&mut self, mut updates: Vec<(Change, isize)>) {
+    /// version wins over the retraction of its old one. Of the restore epoch, whose rows
+    /// the database already holds, only the progress and open sessions count.
+    fn apply_epoch(&mut self, epoch: u64, mut updates: Vec<(Change, isize)>) {
         updates.sort_by_key(|(_, diff)| *diff > 0);
         for (change, diff) in updates {
+            if epoch == RESTORE_EPOCH && !matches!(change, Change::Progress(_) | Change::Session(_)) {
+                continue;
+            }
             match change {
                 Change::Event(e) => self.events.push(e),
                 Change::DeadLetter(d) => self.dead_letters.push(d),
@@ -88,7 +98,9 @@ impl Batch {
                     if !s.is_final {
                         self.open_sessions_delta += diff as i64;
                     }
-                    self.sessions.apply(s, diff)
+                    if epoch != RESTORE_EPOCH {
+                        self.sessions.apply(s, diff)
+                    }
                 }
                 Change::Traffic(r) => self.traffic.apply(r, diff),
                 Change::Product(r) => self.products.apply(r, diff),
@@ -116,9 +128,14 @@ impl Collected {
 }
 
 /// Routes every change to worker 0 and gathers complete epochs into `shared`.
+///
+/// An epoch's watermark is the smallest reported by its sources' progress records, and
+/// the watermark reached is the largest of those so far: exactly what the operators
+/// used (`by_epoch`), since every reading worker reports the same W in both.
 pub fn collect(changes: VecCollection<'_, u64, Change>, shared: Rc<RefCell<Collected>>) {
     shared.borrow_mut().frontier = Some(0);
     let mut pending: BTreeMap<u64, Vec<(Change, isize)>> = BTreeMap::new();
+    let mut reached: Option<Millis> = None;
     changes.inner.sink(Exchange::new(|_: &(Change, u64, isize)| 0), "Collect", move |(input, frontier)| {
         input.for_each_stamp(|_, batches| {
             for batch in batches {
@@ -132,7 +149,14 @@ pub fn collect(changes: VecCollection<'_, u64, Change>, shared: Rc<RefCell<Colle
             if frontier.less_equal(entry.key()) {
                 break;
             }
-            shared.batch.apply_epoch(entry.remove());
+            let epoch = *entry.key();
+            let updates = entry.remove();
+            let marks = updates.iter().filter_map(|(c, _)| if let Change::Progress(p) = c { Some(p.watermark) } else { None });
+            if let Some(w) = marks.min() {
+                reached = Some(reached.map_or(w, |r| r.max(w)));
+                shared.batch.watermark = reached;
+            }
+            shared.batch.apply_epoch(epoch, updates);
         }
         shared.frontier = frontier.frontier().first().copied();
     });

@@ -1,12 +1,18 @@
 //! The PostgreSQL sink: schema migrations, and one transaction per [`Batch`] made of
 //! COPY into staging tables then set-based upserts and deletes.
 //!
-//! Owns the connection and every SQL statement the processor runs. Rows already final
-//! in the database are never changed (`WHERE NOT is_final`), and events and dead letters
-//! are written once per key, so replaying an input changes nothing.
+//! Owns the connection and every SQL statement the processor runs while writing (what
+//! a restart reads back is in `checkpoint`). Each transaction also records where every
+//! source partition resumes, its running totals, and the watermark the operators
+//! reached, so a restart resumes exactly after the last commit. Rows already final in
+//! the database are never changed (`WHERE NOT is_final`), and events and dead letters
+//! are written once per key.
 
-use anyhow::{Context, Result};
-use dataflows::rows::{ConversionRow, FunnelRow, ProductRow, SessionRow, TrafficRow};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use dataflows::rows::{ConversionRow, FunnelRow, ProductRow, SessionRow, SourceProgress, TrafficRow};
 use postgres::{Client, NoTls, Transaction};
 
 use super::batch::{Batch, Upserts};
@@ -16,7 +22,17 @@ use super::tables::{write_dead_letter, write_event, CopyLine, SinkRow, Table, DE
 const MIGRATIONS: &[(&str, &str)] = &[
     ("001_tables.sql", include_str!("../../sql/001_tables.sql")),
     ("002_source_progress_and_reader.sql", include_str!("../../sql/002_source_progress_and_reader.sql")),
+    ("003_exactly_once.sql", include_str!("../../sql/003_exactly_once.sql")),
 ];
+
+/// Session-level advisory lock held by the one processor writing a database.
+const WRITER_LOCK: i64 = 4_242_002;
+/// How long a starting processor waits for that lock (a killed predecessor's connection
+/// may take a moment to be noticed by the server).
+const WRITER_LOCK_WAIT: Duration = Duration::from_secs(15);
+/// Test hook: milliseconds to sleep inside each write transaction just before COMMIT,
+/// so that a test can kill the processor mid-commit.
+const COMMIT_DELAY_VAR: &str = "CLICKFLOW_TEST_COMMIT_DELAY_MS";
 
 /// One row of `pipeline_progress`.
 pub struct ProgressRow {
@@ -32,21 +48,52 @@ pub struct ProgressRow {
     pub duplicate_events: i64,
     pub dead_letters: i64,
     /// The latest progress of each source partition, reported with the row.
-    pub sources: Vec<dataflows::rows::SourceProgress>,
+    pub sources: Vec<SourceProgress>,
+    /// Messages read by this run.
+    pub run_input_events: i64,
 }
 
 pub struct PgSink {
     client: Client,
+    /// Identity of each file source, recorded with its position.
+    identities: BTreeMap<String, String>,
+    commit_delay: Option<Duration>,
 }
 
 impl PgSink {
-    /// Connects and brings the schema up to date.
+    /// Connects, takes the writer lock (one processor per database) and brings the
+    /// schema up to date.
     pub fn connect(url: &str) -> Result<PgSink> {
         let client = Client::connect(url, NoTls).with_context(|| format!("cannot connect to PostgreSQL at {}", redact(url)))?;
-        let mut sink = PgSink { client };
+        let commit_delay = std::env::var(COMMIT_DELAY_VAR).ok().and_then(|v| v.parse().ok()).map(Duration::from_millis);
+        let mut sink = PgSink { client, identities: BTreeMap::new(), commit_delay };
+        sink.lock_writer(url)?;
         sink.migrate()?;
         sink.prepare_staging()?;
         Ok(sink)
+    }
+
+    pub(super) fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    /// Records `identity` with the position of `source` from now on.
+    pub fn set_identity(&mut self, source: &str, identity: String) {
+        self.identities.insert(source.to_owned(), identity);
+    }
+
+    fn lock_writer(&mut self, url: &str) -> Result<()> {
+        let deadline = Instant::now() + WRITER_LOCK_WAIT;
+        loop {
+            let locked: bool = self.client.query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])?.get(0);
+            if locked {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("another clickflow process is writing to the database at {}: one processor per database", redact(url));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     fn migrate(&mut self) -> Result<()> {
@@ -83,7 +130,8 @@ impl PgSink {
         self.client.batch_execute(&sql).context("cannot create staging tables")
     }
 
-    /// Writes one batch, and `progress` if given, in one transaction.
+    /// Writes one batch, the positions and totals of its sources, the watermark it
+    /// reached, and `progress` if given, in one transaction.
     pub fn write(&mut self, batch: &Batch, progress: Option<&ProgressRow>) -> Result<()> {
         let mut tx = self.client.transaction()?;
         insert_new(&mut tx, &EVENTS_RAW, &batch.events, write_event)?;
@@ -93,12 +141,71 @@ impl PgSink {
         upsert(&mut tx, &batch.products)?;
         upsert(&mut tx, &batch.funnel)?;
         upsert(&mut tx, &batch.conversion)?;
+        record_positions(&mut tx, &batch.progress, &self.identities)?;
+        if let Some(w) = batch.watermark {
+            tx.execute(
+                "INSERT INTO pipeline_state (watermark_ms, committed_at) VALUES ($1, now())
+                 ON CONFLICT (singleton) DO UPDATE SET watermark_ms = EXCLUDED.watermark_ms, committed_at = now()",
+                &[&w],
+            )
+            .context("update of pipeline_state failed")?;
+        }
         if let Some(p) = progress {
             insert_progress(&mut tx, p)?;
+        }
+        if let Some(delay) = self.commit_delay {
+            std::thread::sleep(delay);
         }
         tx.commit().context("commit to PostgreSQL failed")?;
         Ok(())
     }
+}
+
+/// Upserts where each source partition resumes, with its running totals.
+fn record_positions(tx: &mut Transaction<'_>, sources: &BTreeMap<String, SourceProgress>, identities: &BTreeMap<String, String>) -> Result<()> {
+    if sources.is_empty() {
+        return Ok(());
+    }
+    let column = |f: &dyn Fn(&SourceProgress) -> i64| sources.values().map(f).collect::<Vec<i64>>();
+    let names: Vec<&str> = sources.keys().map(String::as_str).collect();
+    let identity: Vec<Option<&str>> = sources.keys().map(|k| identities.get(k).map(String::as_str)).collect();
+    let max_event_time: Vec<Option<i64>> = sources.values().map(|p| p.max_event_time).collect();
+    tx.execute(
+        "INSERT INTO source_positions AS p (source, next_offset, lines_read, identity, max_event_time_ms, input_events, accepted_events,
+             late_events, duplicate_events, dead_letters, committed_at)
+         SELECT *, now() FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[],
+             $8::bigint[], $9::bigint[], $10::bigint[])
+         ON CONFLICT (source) DO UPDATE SET next_offset = EXCLUDED.next_offset, lines_read = EXCLUDED.lines_read,
+             identity = coalesce(EXCLUDED.identity, p.identity), max_event_time_ms = EXCLUDED.max_event_time_ms,
+             input_events = EXCLUDED.input_events, accepted_events = EXCLUDED.accepted_events, late_events = EXCLUDED.late_events,
+             duplicate_events = EXCLUDED.duplicate_events, dead_letters = EXCLUDED.dead_letters, committed_at = now()",
+        &[
+            &names,
+            &column(&|p| p.position.offset),
+            &column(&|p| p.position.line),
+            &identity,
+            &max_event_time,
+            &column(&|p| p.counts.input as i64),
+            &column(&|p| p.counts.accepted as i64),
+            &column(&|p| p.counts.late as i64),
+            &column(&|p| p.counts.duplicates as i64),
+            &column(&|p| p.counts.dead_letters as i64),
+        ],
+    )
+    .context("update of source_positions failed")?;
+    Ok(())
+}
+
+/// Whether `e` says PostgreSQL is unreachable or went away (a restart, a dropped
+/// connection, a server shutting down), rather than that a statement is wrong.
+pub fn is_unavailable(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        let Some(pg) = cause.downcast_ref::<postgres::Error>() else { return false };
+        let code = pg.code().map(|c| c.code());
+        pg.is_closed()
+            || code.is_some_and(|c| c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03"))
+            || std::error::Error::source(pg).is_some_and(|s| s.is::<std::io::Error>())
+    })
 }
 
 fn copy(tx: &mut Transaction<'_>, table: &str, columns: &[&str], data: &str) -> Result<()> {
@@ -174,11 +281,12 @@ fn upsert<R: SinkRow>(tx: &mut Transaction<'_>, rows: &Upserts<R>) -> Result<()>
 fn insert_progress(tx: &mut Transaction<'_>, p: &ProgressRow) -> Result<()> {
     tx.execute(
         "INSERT INTO pipeline_progress (reported_at, run_id, watermark, max_event_time, input_rows_per_second,
-             processed_rows_per_second, open_sessions, kafka_lag, input_events, late_events, duplicate_events, dead_letters)
+             processed_rows_per_second, open_sessions, kafka_lag, input_events, late_events, duplicate_events, dead_letters,
+             run_input_events)
          VALUES (now(), $1,
              CASE WHEN $2::bigint IS NULL THEN NULL WHEN $2::bigint = 9223372036854775807 THEN 'infinity'::timestamptz
                   ELSE to_timestamp($2::bigint / 1000.0) END,
-             to_timestamp($3::bigint / 1000.0), $4, $5, $6, $7, $8, $9, $10, $11)",
+             to_timestamp($3::bigint / 1000.0), $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         &[
             &p.run_id,
             &p.watermark,
@@ -191,6 +299,7 @@ fn insert_progress(tx: &mut Transaction<'_>, p: &ProgressRow) -> Result<()> {
             &p.late_events,
             &p.duplicate_events,
             &p.dead_letters,
+            &p.run_input_events,
         ],
     )
     .context("insert into pipeline_progress failed")?;

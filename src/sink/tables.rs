@@ -268,7 +268,7 @@ impl SinkRow for ConversionRow {
 /// `events_raw`: written once per event, never updated.
 pub const EVENTS_RAW: Table = Table {
     name: "events_raw",
-    key: &["event_id"],
+    key: &["event_id", "event_time"],
     columns: &[
         "event_id", "event_time", "event_type", "user_id", "page", "product_id", "category", "price", "quantity", "order_id", "device",
         "country", "referrer", "user_agent", "ip",

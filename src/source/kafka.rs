@@ -1,8 +1,9 @@
 //! The Kafka source: one consumer per timely worker, reading the topic's partitions
-//! `p` with `p % workers == worker`, from the earliest offset, without committing
-//! offsets to Kafka (`enable.auto.commit=false`).
+//! `p` with `p % workers == worker`, each from the offset committed in PostgreSQL with
+//! the results (or the earliest), without committing offsets to Kafka
+//! (`enable.auto.commit=false`).
 //!
-//! Owns consuming and lag. Offsets will be stored in PostgreSQL with the results.
+//! Owns consuming and lag.
 
 use std::time::{Duration, Instant};
 
@@ -11,8 +12,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
+use dataflows::rows::Position;
+
 use super::{Each, Source};
-use crate::kafka::{config, REQUEST_TIMEOUT};
+use crate::kafka::{KafkaSettings, LAG_TIMEOUT};
 
 /// Messages handed over per poll at most.
 const BATCH: usize = 4096;
@@ -32,29 +35,41 @@ pub struct KafkaSource {
 }
 
 impl KafkaSource {
-    /// The source of `worker` (of `workers`) over a topic of `count` partitions; `None`
-    /// when no partition falls to this worker.
-    pub fn assign(brokers: &str, topic: &str, count: usize, worker: usize, workers: usize, until_idle: Option<Duration>) -> Result<Option<KafkaSource>> {
+    /// The source of `worker` (of `workers`) over a topic of `count` partitions, each
+    /// read from the offset `start` gives for its name (else the earliest); `None` when
+    /// no partition falls to this worker.
+    pub fn assign(
+        kafka: &KafkaSettings,
+        topic: &str,
+        count: usize,
+        (worker, workers): (usize, usize),
+        start: &dyn Fn(&str) -> Option<i64>,
+        until_idle: Option<Duration>,
+    ) -> Result<Option<KafkaSource>> {
         let numbers: Vec<i32> = (0..count).filter(|p| p % workers == worker).map(|p| p as i32).collect();
         if numbers.is_empty() {
             return Ok(None);
         }
-        let consumer: BaseConsumer = config(brokers)
+        let names: Vec<String> = numbers.iter().map(|p| name(topic, *p)).collect();
+        let consumer: BaseConsumer = kafka
+            .client()
             .set("group.id", "clickflow")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("fetch.wait.max.ms", "50")
             .create()
-            .context("cannot create a Kafka consumer")?;
+            .map_err(|e| kafka.error("cannot create a Kafka consumer", e))?;
         let mut assignment = TopicPartitionList::new();
-        for p in &numbers {
-            assignment.add_partition_offset(topic, *p, Offset::Beginning).context("cannot assign a partition")?;
+        let next: Vec<i64> = names.iter().map(|n| start(n).unwrap_or(0)).collect();
+        for (p, offset) in numbers.iter().zip(&next) {
+            let offset = if *offset > 0 { Offset::Offset(*offset) } else { Offset::Beginning };
+            assignment.add_partition_offset(topic, *p, offset).context("cannot assign a partition")?;
         }
         consumer.assign(&assignment).with_context(|| format!("cannot assign partitions of {topic}"))?;
         Ok(Some(KafkaSource {
-            names: numbers.iter().map(|p| format!("kafka:{topic}/{p}")).collect(),
-            next: vec![0; numbers.len()],
+            names,
+            next,
             numbers,
             consumer,
             topic: topic.to_owned(),
@@ -97,7 +112,8 @@ impl Source for KafkaSource {
             self.next[index] = message.offset() + 1;
             self.waited = Duration::ZERO;
             let (name, offset) = (&self.names[index], message.offset());
-            each(index, message.payload().unwrap_or_default(), &|| format!("{name}@{offset}"));
+            let next = Position { offset: offset + 1, line: 0 };
+            each(index, message.payload().unwrap_or_default(), next, &|| format!("{name}@{offset}"));
         }
         Ok(self.until_idle.is_some_and(|idle| self.waited >= idle))
     }
@@ -105,12 +121,17 @@ impl Source for KafkaSource {
     fn lag(&mut self) -> Vec<Option<i64>> {
         (0..self.numbers.len())
             .map(|i| {
-                let (low, high) = self.consumer.fetch_watermarks(&self.topic, self.numbers[i], REQUEST_TIMEOUT).ok()?;
+                let (low, high) = self.consumer.fetch_watermarks(&self.topic, self.numbers[i], LAG_TIMEOUT).ok()?;
                 // Before a partition's first message, its position is its low watermark.
                 Some((high - self.next[i].max(low)).max(0))
             })
             .collect()
     }
+}
+
+/// The partition name of partition `p` of `topic`: `kafka:<topic>/<p>`.
+pub fn name(topic: &str, p: i32) -> String {
+    format!("kafka:{topic}/{p}")
 }
 
 impl Drop for KafkaSource {

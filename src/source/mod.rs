@@ -8,10 +8,12 @@ pub mod kafka;
 use std::time::Duration;
 
 use anyhow::Result;
+use dataflows::rows::Position;
 
-/// Called for each message: partition index (into [`Source::partitions`]), bytes, and
-/// the message's position for `dead_letters.source`, made only when needed.
-pub type Each<'a> = dyn FnMut(usize, &[u8], &dyn Fn() -> String) + 'a;
+/// Called for each message: partition index (into [`Source::partitions`]), bytes, where
+/// the partition resumes after it, and the message's label for `dead_letters.source`,
+/// made only when needed.
+pub type Each<'a> = dyn FnMut(usize, &[u8], Position, &dyn Fn() -> String) + 'a;
 
 pub trait Source {
     /// Names of the partitions read, e.g. `file:events.jsonl`, `kafka:clickstream/3`.

@@ -1,0 +1,157 @@
+//! What a restarted processor reads back from PostgreSQL: the [`Checkpoint`] (the
+//! watermark and each source partition's position and totals, as of the last committed
+//! transaction), the events that the open rows were computed from, and the ids still
+//! within the dedupe horizon.
+//!
+//! Owns those queries and nothing else. Why the events it returns rebuild exactly the
+//! state an uninterrupted run would hold is argued at [`PgSink::open_state_events`];
+//! the processor feeds them to the dataflow in its restore epoch.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use dataflows::event::{Event, EventType};
+use dataflows::ingest::Counts;
+use dataflows::rows::Position;
+use dataflows::time::Millis;
+
+use super::postgres::PgSink;
+
+/// One source partition as last committed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Committed {
+    pub position: Position,
+    /// For files: size and a hash of the first block (see `source::file`).
+    pub identity: Option<String>,
+    pub counts: Counts,
+    pub max_event_time: Option<Millis>,
+}
+
+/// Everything the last committed transaction recorded besides rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// W of the last committed epoch; `Millis::MIN` on a database never written.
+    pub watermark: Millis,
+    pub sources: BTreeMap<String, Committed>,
+}
+
+/// `events_raw`'s columns as an [`Event`] needs them, times in milliseconds.
+const EVENT_COLUMNS: &str = "e.event_id, (extract(epoch FROM e.event_time) * 1000)::bigint, e.event_type, e.user_id, e.page,
+     e.product_id, e.category, (e.price * 100)::bigint, e.quantity::bigint, e.order_id, e.device, e.country, e.referrer,
+     e.user_agent, e.ip";
+
+impl PgSink {
+    /// The watermark and source positions of the last committed transaction.
+    pub fn checkpoint(&mut self) -> Result<Checkpoint> {
+        let client = self.client();
+        let watermark = client
+            .query_opt("SELECT watermark_ms FROM pipeline_state", &[])
+            .context("cannot read pipeline_state")?
+            .map_or(Millis::MIN, |r| r.get(0));
+        let rows = client
+            .query(
+                "SELECT source, next_offset, lines_read, identity, max_event_time_ms, input_events, accepted_events, late_events,
+                        duplicate_events, dead_letters
+                 FROM source_positions",
+                &[],
+            )
+            .context("cannot read source_positions")?;
+        let count = |r: &postgres::Row, i: usize| r.get::<_, i64>(i) as u64;
+        let sources = rows
+            .iter()
+            .map(|r| {
+                let committed = Committed {
+                    position: Position { offset: r.get(1), line: r.get(2) },
+                    identity: r.get(3),
+                    max_event_time: r.get(4),
+                    counts: Counts { input: count(r, 5), accepted: count(r, 6), late: count(r, 7), duplicates: count(r, 8), dead_letters: count(r, 9) },
+                };
+                (r.get(0), committed)
+            })
+            .collect();
+        Ok(Checkpoint { watermark, sources })
+    }
+
+    /// The accepted events that the rows still open in the database were computed from:
+    /// fed to the dataflow with the committed W, they rebuild every operator's open state
+    /// exactly.
+    ///
+    /// Every open row (a session, or a window of traffic, product stats, funnel or
+    /// conversion) depends only on events at or after its start; `L` is the earliest
+    /// such start, so every event at or after `L` is returned. A user's events are also
+    /// returned back to the start of the (final) session that holds their first event
+    /// after `L`, so that each user's events begin at a session boundary: sessions are
+    /// then split as before, and no truncated session reaches the funnel. Rows the
+    /// returned events make final again (every window and session before W) are already
+    /// final in the database and are released at once; the sink ignores what the
+    /// restore epoch emits.
+    pub fn open_state_events(&mut self, session_gap: Millis) -> Result<Vec<Event>> {
+        let client = self.client();
+        let bound: Option<i64> = client
+            .query_one(
+                "SELECT (extract(epoch FROM least(
+                     (SELECT min(session_start) FROM sessions WHERE NOT is_final),
+                     (SELECT min(window_start) FROM traffic WHERE NOT is_final),
+                     (SELECT min(window_start) FROM product_stats WHERE NOT is_final),
+                     (SELECT min(window_start) FROM funnel WHERE NOT is_final),
+                     (SELECT min(window_start) FROM conversion WHERE NOT is_final))) * 1000)::bigint",
+                &[],
+            )
+            .context("cannot find the open rows")?
+            .get(0);
+        let Some(bound) = bound else { return Ok(Vec::new()) };
+        let sql = format!(
+            "WITH near AS (
+                 SELECT DISTINCT user_id FROM events_raw
+                 WHERE event_time >= to_timestamp($1::bigint / 1000.0) AND event_time < to_timestamp(($1::bigint + $2::bigint) / 1000.0)),
+             straddling AS (
+                 SELECT s.user_id, s.session_start FROM near JOIN sessions s USING (user_id)
+                 WHERE s.session_start < to_timestamp($1::bigint / 1000.0) AND s.session_end >= to_timestamp($1::bigint / 1000.0))
+             SELECT {EVENT_COLUMNS} FROM events_raw e WHERE e.event_time >= to_timestamp($1::bigint / 1000.0)
+             UNION ALL
+             SELECT {EVENT_COLUMNS} FROM straddling s JOIN events_raw e
+                 ON e.user_id = s.user_id AND e.event_time >= s.session_start AND e.event_time < to_timestamp($1::bigint / 1000.0)"
+        );
+        let rows = client.query(&sql, &[&bound, &session_gap]).context("cannot read the open rows' events from events_raw")?;
+        rows.iter().map(event).collect()
+    }
+
+    /// `(event_id, event_time)` of the accepted events still within the dedupe horizon
+    /// at `watermark`.
+    pub fn recent_ids(&mut self, watermark: Millis, horizon: Millis) -> Result<Vec<(String, Millis)>> {
+        if watermark == Millis::MAX {
+            return Ok(Vec::new());
+        }
+        let since = watermark.saturating_sub(horizon).max(-62_135_596_800_000); // 0001-01-01
+        let rows = self
+            .client()
+            .query(
+                "SELECT event_id, (extract(epoch FROM event_time) * 1000)::bigint FROM events_raw
+                 WHERE event_time >= to_timestamp($1::bigint / 1000.0)",
+                &[&since],
+            )
+            .context("cannot read recent event ids from events_raw")?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+}
+
+fn event(r: &postgres::Row) -> Result<Event> {
+    let type_name: String = r.get(2);
+    Ok(Event {
+        event_id: r.get(0),
+        event_time: r.get(1),
+        event_type: EventType::parse(&type_name).with_context(|| format!("events_raw holds an unknown event_type {type_name:?}"))?,
+        user_id: r.get(3),
+        page: r.get(4),
+        product_id: r.get(5),
+        category: r.get(6),
+        price_cents: r.get(7),
+        quantity: r.get(8),
+        order_id: r.get(9),
+        device: r.get(10),
+        country: r.get(11),
+        referrer: r.get(12),
+        user_agent: r.get(13),
+        ip: r.get(14),
+    })
+}
