@@ -200,7 +200,12 @@ fn attempt(options: &Options, mut sink: PgSink, stop: &Arc<AtomicBool>, metrics:
     };
     let restore = sink.open_state_events(options.settings.session_gap)?;
     let input = InputState::new(options.watermark_delay, options.idle_timeout, options.dedupe_horizon);
-    input.restore(checkpoint.watermark, sink.recent_ids(checkpoint.watermark, options.dedupe_horizon)?);
+    let now = now_millis();
+    for name in &sources {
+        input.register(name, now);
+    }
+    let partitions = sources.iter().filter_map(|n| Some((n.clone(), checkpoint.sources.get(n)?.max_event_time?)));
+    input.restore(checkpoint.watermark, partitions, sink.recent_ids(checkpoint.watermark, options.dedupe_horizon)?);
     if checkpoint.watermark != Millis::MIN {
         tracing::info!(
             watermark = format_rfc3339(checkpoint.watermark),

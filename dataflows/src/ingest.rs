@@ -179,11 +179,17 @@ impl InputState {
         InputState { state: Arc::new(Mutex::new(state)) }
     }
 
-    /// Restores what a previous run committed: its watermark, and the ids (with event
-    /// times) of the events it accepted within the horizon of that watermark.
-    pub fn restore(&self, watermark: Millis, ids: impl IntoIterator<Item = (String, Millis)>) {
+    /// Restores what a previous run committed: its watermark, the largest event time
+    /// each partition had accepted, and the ids (with event times) of the events it
+    /// accepted within the horizon of that watermark. Register the partitions first.
+    pub fn restore(&self, watermark: Millis, partitions: impl IntoIterator<Item = (String, Millis)>, ids: impl IntoIterator<Item = (String, Millis)>) {
         let mut state = self.lock();
         state.current = state.current.max(watermark);
+        for (name, max_event_time) in partitions {
+            if let Some(p) = state.partitions.get_mut(&name) {
+                p.max_event_time = Some(max_event_time);
+            }
+        }
         for (id, time) in ids {
             state.seen.remember(&id, time);
         }
@@ -194,7 +200,8 @@ impl InputState {
         self.lock().seen.len()
     }
 
-    /// Declares a partition of the input, at wall-clock time `now`.
+    /// Declares a partition of the input, at wall-clock time `now`. Declare every
+    /// partition before any is read, so that none is left out of W at the start.
     pub fn register(&self, partition: &str, now: Millis) {
         let mut state = self.lock();
         state.partitions.entry(partition.to_owned()).or_insert(Partition { max_event_time: None, active_at: now });
@@ -236,14 +243,11 @@ impl Ingest {
     }
 
     /// Carries on from what a previous run committed for this partition: its running
-    /// totals and the largest event time it accepted.
+    /// totals and the largest event time it accepted (restore the input's share with
+    /// [`InputState::restore`]).
     pub fn resume(&mut self, counts: Counts, max_event_time: Option<Millis>) {
         self.counts = counts;
         self.max_event_time = max_event_time;
-        let mut state = self.input.lock();
-        if let Some(p) = state.partitions.get_mut(&self.partition) {
-            p.max_event_time = max_event_time;
-        }
     }
 
     /// The input's watermark W at wall-clock time `now`.
@@ -433,7 +437,8 @@ mod tests {
         let mut first = Ingest::single(60_000, DAY);
         assert!(is_accepted(&first.admit(&line("a", T0 + 120_000), NOW)));
         let input = InputState::new(60_000, Millis::MAX, DAY);
-        input.restore(first.watermark(NOW), [("a".to_owned(), T0 + 120_000)]);
+        input.register("", NOW);
+        input.restore(first.watermark(NOW), [(String::new(), T0 + 120_000)], [("a".to_owned(), T0 + 120_000)]);
         let mut second = Ingest::new(input, "", NOW);
         second.resume(first.counts(), first.max_event_time());
         assert_eq!(second.watermark(NOW), T0 + 60_000);

@@ -30,9 +30,12 @@ const WRITER_LOCK: i64 = 4_242_002;
 /// How long a starting processor waits for that lock (a killed predecessor's connection
 /// may take a moment to be noticed by the server).
 const WRITER_LOCK_WAIT: Duration = Duration::from_secs(15);
-/// Test hook: milliseconds to sleep inside each write transaction just before COMMIT,
-/// so that a test can kill the processor mid-commit.
+/// Test hooks, read once at start: milliseconds to sleep inside each write transaction
+/// just before COMMIT (so that a kill often lands mid-commit), and the number of the
+/// write transaction carrying messages in which to abort the process just before COMMIT
+/// (a crash exactly mid-commit).
 const COMMIT_DELAY_VAR: &str = "CLICKFLOW_TEST_COMMIT_DELAY_MS";
+const CRASH_IN_COMMIT_VAR: &str = "CLICKFLOW_TEST_CRASH_IN_COMMIT";
 
 /// One row of `pipeline_progress`.
 pub struct ProgressRow {
@@ -58,6 +61,8 @@ pub struct PgSink {
     /// Identity of each file source, recorded with its position.
     identities: BTreeMap<String, String>,
     commit_delay: Option<Duration>,
+    /// Write transactions left before the test crash, if one is asked for.
+    crash_in: Option<u64>,
 }
 
 impl PgSink {
@@ -65,8 +70,10 @@ impl PgSink {
     /// schema up to date.
     pub fn connect(url: &str) -> Result<PgSink> {
         let client = Client::connect(url, NoTls).with_context(|| format!("cannot connect to PostgreSQL at {}", redact(url)))?;
-        let commit_delay = std::env::var(COMMIT_DELAY_VAR).ok().and_then(|v| v.parse().ok()).map(Duration::from_millis);
-        let mut sink = PgSink { client, identities: BTreeMap::new(), commit_delay };
+        let hook = |var: &str| std::env::var(var).ok().and_then(|v| v.parse::<u64>().ok());
+        let (commit_delay, crash_in) = (hook(COMMIT_DELAY_VAR).map(Duration::from_millis), hook(CRASH_IN_COMMIT_VAR));
+        let mut sink = PgSink { client, identities: BTreeMap::new(), commit_delay, crash_in };
+        sink.client.batch_execute("SET client_min_messages TO warning")?;
         sink.lock_writer(url)?;
         sink.migrate()?;
         sink.prepare_staging()?;
@@ -155,6 +162,13 @@ impl PgSink {
         }
         if let Some(delay) = self.commit_delay {
             std::thread::sleep(delay);
+        }
+        if let Some(n) = self.crash_in.as_mut().filter(|_| !batch.events.is_empty() || !batch.dead_letters.is_empty()) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                tracing::error!("{CRASH_IN_COMMIT_VAR}: aborting inside a commit");
+                std::process::abort();
+            }
         }
         tx.commit().context("commit to PostgreSQL failed")?;
         Ok(())

@@ -302,3 +302,118 @@ pub fn dead_letters(client: &mut Client) -> BTreeMap<usize, String> {
         })
         .collect()
 }
+
+/// Starts `clickflow ARGS` in the background with `env` set, its stderr in a file of
+/// `dir` named after `label` (read it with [`stderr_of`]).
+pub fn spawn_clickflow(args: &[&str], env: &[(&str, String)], dir: &Path, label: &str) -> std::process::Child {
+    let log = std::fs::File::create(dir.join(format!("{label}.stderr"))).expect("create a log file");
+    let mut command = Command::new(BIN);
+    command.args(args).env("RUST_LOG", "info").stdout(std::process::Stdio::null()).stderr(log);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.spawn().expect("start clickflow")
+}
+
+pub fn stderr_of(dir: &Path, label: &str) -> String {
+    std::fs::read_to_string(dir.join(format!("{label}.stderr"))).unwrap_or_default()
+}
+
+/// A PostgreSQL server of the test's own, on a free port, that the test may stop and
+/// start (the shared server of `DATABASE_URL` serves other tests at the same time).
+/// Its binaries are found as `start_infrastructure.sh` finds them; as root, it runs as
+/// the `postgres` user.
+pub struct PgServer {
+    dir: PathBuf,
+    bin: PathBuf,
+    pub port: u16,
+}
+
+impl PgServer {
+    pub fn start(label: &str) -> PgServer {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|d| d.path().join("bin"))
+            .find(|b| b.join("initdb").exists())
+            .expect("PostgreSQL server binaries under /usr/lib/postgresql/*/bin (apt-get install postgresql)");
+        let dir = std::env::temp_dir().join(format!("cf-pg-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("server dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let server = PgServer { dir, bin, port };
+        if is_root() {
+            assert!(Command::new("chown").args(["postgres", server.dir.to_str().unwrap()]).status().unwrap().success());
+        }
+        server.as_postgres(&format!(
+            "'{}/initdb' -D '{}/data' -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null",
+            server.bin.display(),
+            server.dir.display()
+        ));
+        server.up();
+        server
+    }
+
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    pub fn up(&self) {
+        self.as_postgres(&format!(
+            "'{0}/pg_ctl' -D '{1}/data' -l '{1}/log' -w -o \"-p {2} -k '{1}' -c listen_addresses=127.0.0.1 -c fsync=off\" start >/dev/null",
+            self.bin.display(),
+            self.dir.display(),
+            self.port
+        ));
+    }
+
+    /// Stops the server (`fast`: active connections are terminated, as in a restart).
+    pub fn down(&self) {
+        self.as_postgres(&format!("'{}/pg_ctl' -D '{}/data' -m fast -w stop >/dev/null", self.bin.display(), self.dir.display()));
+    }
+
+    fn as_postgres(&self, script: &str) {
+        let status = if is_root() {
+            Command::new("su").args(["postgres", "-s", "/bin/sh", "-c", script]).status()
+        } else {
+            Command::new("sh").args(["-c", script]).status()
+        };
+        assert!(status.expect("run a PostgreSQL command").success(), "{script} failed (log in {})", self.dir.display());
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let script = format!("'{}/pg_ctl' -D '{}/data' -m immediate stop >/dev/null 2>&1", self.bin.display(), self.dir.display());
+        let _ = if is_root() { Command::new("su").args(["postgres", "-s", "/bin/sh", "-c", &script]).status() } else { Command::new("sh").args(["-c", &script]).status() };
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// The lines of a JSON Lines file, without empty ones.
+pub fn read_lines(path: &Path) -> Vec<Vec<u8>> {
+    let bytes = std::fs::read(path).expect("read the data file");
+    bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect()
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// `(input_events, duplicate_events, dead_letters, late_events, run_input_events)` of the
+/// newest progress report.
+pub fn last_progress(client: &mut Client) -> (i64, i64, i64, i64, i64) {
+    let r = client
+        .query_one(
+            "SELECT input_events, duplicate_events, dead_letters, late_events, run_input_events FROM pipeline_progress ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .expect("a progress report");
+    (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))
+}
