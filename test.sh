@@ -13,7 +13,7 @@ trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$?
 # Checks written in Python, on the binary cargo just built: an independent data set and
-# reference from CONTRACT.md alone, every Grafana panel query on real output, and the
+# reference from docs/contract.md alone, every Grafana panel query on real output, and the
 # notebook.
 if [ "$status" = 0 ]; then
   for seed in 1 2; do

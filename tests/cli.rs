@@ -35,6 +35,23 @@ fn errors_are_one_line_naming_what_failed() {
 }
 
 #[test]
+fn kafka_settings_never_show_their_values() {
+    let db = TestDb::new("cli_kafka_config");
+    let kafka = |extra: &[&str]| {
+        let args = [&["process", "--brokers", "127.0.0.1:1", "--topic", "t", "--postgres", &db.url][..], extra].concat();
+        fails(&args)
+    };
+    let bad_value = kafka(&["--kafka-config", "sasl.mechanisms=hunter2secret", "--kafka-config", "security.protocol=sasl_plaintext"]);
+    assert!(bad_value.contains("SASL mechanism") && !bad_value.contains("hunter2secret"), "{bad_value}");
+    let bad_key = kafka(&["--kafka-config", "no.such.key=hunter2secret"]);
+    assert!(bad_key.contains("no.such.key") && !bad_key.contains("hunter2secret"), "{bad_key}");
+    let not_a_pair = kafka(&["--kafka-config", "hunter2secret"]);
+    assert!(not_a_pair.contains("--kafka-config number 1 is not key=value") && !not_a_pair.contains("hunter2secret"), "{not_a_pair}");
+    let unreachable = kafka(&["--kafka-config", "sasl.password=hunter2secret"]);
+    assert!(unreachable.contains("cannot reach Kafka at 127.0.0.1:1") && !unreachable.contains("hunter2secret"), "{unreachable}");
+}
+
+#[test]
 fn same_seed_same_bytes_and_stdin_input() {
     let a = clickflow(&["produce", "--events", "3000", "--seed", "9", "--malformed", "0.01", "--duplicates", "0.01"]);
     let b = clickflow(&["produce", "--events", "3000", "--seed", "9", "--malformed", "0.01", "--duplicates", "0.01"]);

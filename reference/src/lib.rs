@@ -1,4 +1,4 @@
-//! The test oracle: every table of CONTRACT.md computed from a whole bounded input as a
+//! The test oracle: every table of docs/contract.md computed from a whole bounded input as a
 //! plain batch job (sort, group, count), written apart from the dataflow's operators.
 //!
 //! It shares only message validation (`parse_event`, tested on its own) and the row

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent end-to-end check of `clickflow process` against CONTRACT.md.
+"""Independent end-to-end check of `clickflow process` against docs/contract.md.
 
     check.py [--seed S] [--keep]
 
@@ -144,7 +144,7 @@ def read_tables(url: str) -> dict:
         SELECT event_id, {ms('event_time')}, event_type, user_id, page, product_id,
                category, price::text AS price, quantity, order_id, device, country,
                referrer, user_agent, ip FROM events_raw""")
-    t["events_raw"] = {r.pop("event_id"): r for r in rows}
+    t["events_raw"] = {(r.pop("event_id"), r["event_time"]): r for r in rows}
 
     rows = query_rows(url, f"""
         SELECT user_id, {ms('session_start')}, {ms('session_end')}, duration_seconds,

@@ -3,7 +3,7 @@
 
     generate.py OUT_FILE [--seed S]
 
-Writes a JSON Lines data set following CONTRACT.md §1, generated without
+Writes a JSON Lines data set following docs/contract.md §1, generated without
 `clickflow produce`: ~40 simulated shoppers over ~6 hours of event time from
 2026-11-01T00:00:00Z, plus scripted users and lines for the edge cases (see EDGE_CASES).
 The same seed gives the same bytes.
@@ -467,7 +467,7 @@ def scripted(g: Gen) -> list[dict]:
 
 def reused_id_after_watermark(g: Gen):
     """A message reusing an accepted event's id, with a later
-    event_time, after W has passed the first one. CONTRACT.md §1 makes it a duplicate
+    event_time, after W has passed the first one. docs/contract.md §1 makes it a duplicate
     (counted once, first one wins)."""
     t = T0 + 130 * MINUTE
     first = base(g, "edge-reuse", t, page="/reuse-first")

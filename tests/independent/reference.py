@@ -1,4 +1,4 @@
-"""Independent batch reference for clickflow (CONTRACT.md §1-§4 plus the README's
+"""Independent batch reference for clickflow (docs/contract.md §1-§4 plus the README's
 "Choices where the contract is silent").
 
 Written from the contract only, not from clickflow's sources. Everything is computed as
@@ -288,6 +288,7 @@ def compute(
     session_gap_ms: int = 30 * 60_000,
     traffic_window_ms: int = 60_000,
     stats_window_ms: int = 3_600_000,
+    dedupe_horizon_ms: int = 86_400_000,
 ) -> dict:
     if now_ms is None:
         now_ms = int(time.time() * 1000)
@@ -295,7 +296,7 @@ def compute(
     # ---- admission, in input order -------------------------------------------------
     dead_letters: dict[int, str] = {}  # 1-based line number -> reason
     accepted: list[dict] = []
-    seen: set[str] = set()
+    seen: dict[str, int] = {}  # event_id -> event_time of its accepted copy
     max_time: int | None = None
     duplicates = 0
     late = 0
@@ -310,14 +311,16 @@ def compute(
             dead_letters[lineno] = "late"
             late += 1
             continue
-        if ev["event_id"] in seen:
+        # Remembered until W passes its event_time + the dedupe horizon (contract §2).
+        first = seen.get(ev["event_id"])
+        if first is not None and (w is None or first + dedupe_horizon_ms >= w):
             duplicates += 1
             continue
-        seen.add(ev["event_id"])
+        seen[ev["event_id"]] = ev["event_time"]
         accepted.append(ev)
         max_time = ev["event_time"] if max_time is None else max(max_time, ev["event_time"])
 
-    events_raw = {ev["event_id"]: {c: ev[c] for c in EVENT_COLUMNS} for ev in accepted}
+    events_raw = {(ev["event_id"], ev["event_time"]): {c: ev[c] for c in EVENT_COLUMNS} for ev in accepted}
 
     # ---- sessions --------------------------------------------------------------------
     by_user: dict[str, list[dict]] = defaultdict(list)
