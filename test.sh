@@ -11,19 +11,38 @@ fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$?
+
+# run NAME COMMAND...: runs one check, its output shown and kept in the log. A check
+# that fails without printing its own closing line ("NAME: N passed, N failed"; for
+# cargo, "test result:" lines) crashed: it counts as one failure.
+run() {
+  local name=$1 pattern=$2 out rc=0
+  shift 2
+  out=$(mktemp)
+  { "$@" 2>&1 && echo 0 > "$out.rc" || echo $? > "$out.rc"; } | tee "$out"
+  rc=$(cat "$out.rc")
+  cat "$out" >> "$log"
+  if [ "$rc" != 0 ]; then
+    status=$rc
+    if ! grep -Eq "$pattern" "$out" || ! grep -Eq "$pattern.*[1-9][0-9]* failed|FAILED" "$out"; then
+      echo "$name: 0 passed, 1 failed (it stopped with status $rc before reporting a failure)" | tee -a "$log"
+    fi
+  fi
+  rm -f "$out" "$out.rc"
+}
+
+run cargo '^test result:' cargo test --workspace --locked "$@"
 # Checks written in Python, on the binary cargo just built: an independent data set and
-# reference from docs/contract.md alone, every Grafana panel query on real output, and the
-# notebook.
+# reference from docs/contract.md alone, every Grafana panel query on real output, and
+# the notebook.
 if [ "$status" = 0 ]; then
   for seed in 1 2; do
-    python3 tests/independent/check.py --seed "$seed" 2>&1 | tee -a "$log" || status=$?
+    run independent '^independent:' python3 tests/independent/check.py --seed "$seed"
   done
-  python3 tests/dashboards/check_dashboards.py 2>&1 | tee -a "$log" || status=$?
-  # The notebook, executed headlessly on real output (a virtualenv in .venv-notebook).
-  notebooks/run_notebook.sh 2>&1 | tee -a "$log" || status=$?
+  run dashboards '^dashboards:' python3 tests/dashboards/check_dashboards.py
+  run notebook '^notebook:' notebooks/run_notebook.sh
 fi
 # One closing line for the whole run (cargo prints one per test binary).
-awk '/^(test result|independent|dashboards|notebook):/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed[;,]?$/) p += $(i-1); if ($i ~ /^failed[;,]?$/) f += $(i-1) } }
+awk '/^(test result|independent|dashboards|notebook|cargo):/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed[;,]?$/) p += $(i-1); if ($i ~ /^failed[;,]?$/) f += $(i-1) } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

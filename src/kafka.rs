@@ -68,9 +68,8 @@ impl KafkaSettings {
 pub fn partitions(kafka: &KafkaSettings, topic: &str) -> Result<Option<usize>> {
     let brokers = &kafka.brokers;
     let probe: BaseConsumer = kafka.client().create().map_err(|e| kafka.error("cannot create a Kafka client", e))?;
-    let metadata = probe
-        .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
-        .map_err(|e| kafka.error(&format!("cannot reach Kafka at {brokers}"), e))?;
+    let metadata =
+        probe.fetch_metadata(Some(topic), REQUEST_TIMEOUT).map_err(|e| kafka.error(&format!("cannot reach Kafka at {brokers}"), e))?;
     let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else { return Ok(None) };
     match t.error() {
         None => Ok(Some(t.partitions().len())),
@@ -87,7 +86,8 @@ pub fn ensure_topic(kafka: &KafkaSettings, topic: &str, count: usize) -> Result<
     if let Some(n) = partitions(kafka, topic)? {
         return Ok(n);
     }
-    let admin: AdminClient<DefaultClientContext> = kafka.client().create().map_err(|e| kafka.error("cannot create a Kafka admin client", e))?;
+    let admin: AdminClient<DefaultClientContext> =
+        kafka.client().create().map_err(|e| kafka.error("cannot create a Kafka admin client", e))?;
     let new = NewTopic::new(topic, count as i32, TopicReplication::Fixed(1));
     let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT)).request_timeout(Some(ADMIN_TIMEOUT));
     match futures_executor::block_on(admin.create_topics([&new], &options)) {
@@ -103,7 +103,10 @@ pub fn ensure_topic(kafka: &KafkaSettings, topic: &str, count: usize) -> Result<
         Err(e) => {
             tracing::info!(topic, error = %e, "the broker did not create the topic: relying on its automatic creation");
             let producer: BaseProducer = kafka.client().create().map_err(|e| kafka.error("cannot create a Kafka client", e))?;
-            producer.client().fetch_metadata(Some(topic), REQUEST_TIMEOUT).map_err(|e| kafka.error(&format!("cannot create topic {topic} on {brokers}"), e))?;
+            producer
+                .client()
+                .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+                .map_err(|e| kafka.error(&format!("cannot create topic {topic} on {brokers}"), e))?;
         }
     }
     // Metadata can lag creation by a moment.

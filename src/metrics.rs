@@ -67,14 +67,20 @@ impl Metrics {
         metric("duplicate_events_total", "counter", "Messages dropped as duplicates.", &one(p.duplicate_events as f64));
         metric("dead_letters_total", "counter", "Messages written to dead_letters (late included).", &one(p.dead_letters as f64));
         metric("input_rows_per_second", "gauge", "Rate at which messages were read.", &one(p.input_rows_per_second));
-        metric("processed_rows_per_second", "gauge", "Rate at which messages were committed to PostgreSQL.", &one(p.processed_rows_per_second));
+        metric(
+            "processed_rows_per_second",
+            "gauge",
+            "Rate at which messages were committed to PostgreSQL.",
+            &one(p.processed_rows_per_second),
+        );
         metric("open_sessions", "gauge", "Sessions not yet final.", &one(p.open_sessions as f64));
         if let Some(w) = p.watermark.filter(|w| *w != i64::MAX) {
             metric("watermark_seconds", "gauge", "Event-time watermark, Unix seconds.", &one(w as f64 / 1000.0));
             let now = crate::process::now_millis();
             metric("watermark_delay_seconds", "gauge", "How far the watermark trails the wall clock.", &one((now - w) as f64 / 1000.0));
         }
-        let lags: Vec<(String, f64)> = p.sources.iter().filter_map(|s| s.lag.map(|l| (format!("{{partition=\"{}\"}}", s.source), l as f64))).collect();
+        let lags: Vec<(String, f64)> =
+            p.sources.iter().filter_map(|s| s.lag.map(|l| (format!("{{partition=\"{}\"}}", s.source), l as f64))).collect();
         if !lags.is_empty() {
             metric("kafka_lag", "gauge", "Messages in the partition not yet read.", &lags);
         }

@@ -55,7 +55,8 @@ pub fn run(url: &str, rules: &Rules, once: bool, interval: Duration) -> Result<b
     let mut client = Client::connect(url, NoTls).with_context(|| format!("cannot connect to PostgreSQL at {}", redact(url)))?;
     let stop = crate::signals::stop_flag()?;
     loop {
-        let read = snapshot(&mut client).context("cannot read pipeline_progress, source_progress and dead_letters (has `clickflow process` run on this database?)")?;
+        let read = snapshot(&mut client)
+            .context("cannot read pipeline_progress, source_progress and dead_letters (has `clickflow process` run on this database?)")?;
         let (text, health) = match read {
             Some(s) => {
                 let health = judge(&s, rules);
@@ -137,7 +138,11 @@ fn judge(s: &Snapshot, rules: &Rules) -> Health {
     let mut problems = Vec::new();
     if !s.finished {
         if s.report_age_s > rules.max_report_age.as_secs_f64() {
-            problems.push(format!("last progress report is {:.0} s old (limit {} s): the processor is stalled or stopped", s.report_age_s, rules.max_report_age.as_secs()));
+            problems.push(format!(
+                "last progress report is {:.0} s old (limit {} s): the processor is stalled or stopped",
+                s.report_age_s,
+                rules.max_report_age.as_secs()
+            ));
         }
         if let Some(delay) = s.watermark_delay_s {
             if delay > rules.max_watermark_delay.as_secs_f64() {
@@ -180,7 +185,11 @@ fn render(s: &Snapshot, h: &Health) -> String {
         s.lag.map_or("-".into(), |l| l.to_string())
     );
     let share = if s.input > 0 { 100.0 * s.dead_letters as f64 / s.input as f64 } else { 0.0 };
-    let _ = writeln!(out, "totals: input {}   late {}   duplicates {}   dead letters {} ({share:.2} %)", s.input, s.late, s.duplicates, s.dead_letters);
+    let _ = writeln!(
+        out,
+        "totals: input {}   late {}   duplicates {}   dead letters {} ({share:.2} %)",
+        s.input, s.late, s.duplicates, s.dead_letters
+    );
     if !s.by_reason.is_empty() {
         let reasons: Vec<String> = s.by_reason.iter().map(|(r, n)| format!("{r} {n}")).collect();
         let _ = writeln!(out, "dead letters by reason: {}", reasons.join(", "));
@@ -220,7 +229,12 @@ mod tests {
     }
 
     fn rules() -> Rules {
-        Rules { max_report_age: Duration::from_secs(30), max_watermark_delay: Duration::from_secs(300), max_lag: 100_000, max_dead_letter_ratio: 0.05 }
+        Rules {
+            max_report_age: Duration::from_secs(30),
+            max_watermark_delay: Duration::from_secs(300),
+            max_lag: 100_000,
+            max_dead_letter_ratio: 0.05,
+        }
     }
 
     #[test]

@@ -102,6 +102,10 @@ pub fn now_millis() -> Millis {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as Millis)
 }
 
+/// What worker 0 takes for itself: the file source (if any), the writer and the metrics
+/// endpoint.
+type Worker0 = (Option<FileSource>, Writer, Option<Metrics>);
+
 /// What every worker of one attempt shares.
 struct Shared {
     options: Options,
@@ -117,7 +121,7 @@ struct Shared {
     /// Set when a worker fails: the others stop reading and the attempt is abandoned.
     failed: AtomicBool,
     /// The file source, the writer and the metrics endpoint, taken by worker 0.
-    worker0: Mutex<Option<(Option<FileSource>, Writer, Option<Metrics>)>>,
+    worker0: Mutex<Option<Worker0>>,
     /// Partitions of the Kafka topic.
     kafka_partitions: usize,
 }
@@ -183,7 +187,13 @@ fn reconnect(options: &Options, stop: &AtomicBool, error: anyhow::Error) -> Resu
 /// One attempt: restore from the checkpoint, then read and write until the input ends,
 /// a signal stops it, or something fails. Returns the running totals and whether the
 /// input ended.
-fn attempt(options: &Options, mut sink: PgSink, stop: &Arc<AtomicBool>, metrics: &Option<Metrics>, read: &Arc<AtomicU64>) -> Result<(Counts, bool)> {
+fn attempt(
+    options: &Options,
+    mut sink: PgSink,
+    stop: &Arc<AtomicBool>,
+    metrics: &Option<Metrics>,
+    read: &Arc<AtomicU64>,
+) -> Result<(Counts, bool)> {
     let checkpoint = sink.checkpoint()?;
     let (file, kafka_partitions, sources) = match &options.input {
         Input::File(path) => {
@@ -315,7 +325,8 @@ fn work(worker: &mut Worker, shared: &Shared) -> Result<Option<(Counts, bool)>> 
         Input::File(_) => file.map(|f| Box::new(f) as Box<dyn Source>),
         Input::Kafka { kafka, topic, until_idle, .. } => {
             let start = |name: &str| shared.checkpoint.sources.get(name).filter(|_| !options.from_start).map(|c| c.position.offset);
-            KafkaSource::assign(kafka, topic, shared.kafka_partitions, (index, peers), &start, *until_idle)?.map(|k| Box::new(k) as Box<dyn Source>)
+            KafkaSource::assign(kafka, topic, shared.kafka_partitions, (index, peers), &start, *until_idle)?
+                .map(|k| Box::new(k) as Box<dyn Source>)
         }
     };
     let failed = || shared.failed.load(Ordering::Relaxed);

@@ -24,10 +24,7 @@ pub fn run(url: &str, dir: &Path) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
 
     let traffic: Vec<(f64, f64)> = client
-        .query(
-            "SELECT extract(epoch FROM window_start)::float8, events::float8 FROM traffic ORDER BY window_start",
-            &[],
-        )?
+        .query("SELECT extract(epoch FROM window_start)::float8, events::float8 FROM traffic ORDER BY window_start", &[])?
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
@@ -42,7 +39,13 @@ pub fn run(url: &str, dir: &Path) -> Result<Vec<PathBuf>> {
     )?;
     let steps = ["1 any event", "2 product view", "3 add to cart", "4 checkout", "5 purchase"];
     let path = dir.join("funnel.png");
-    bar_chart(&path, "Sessions reaching each funnel step", &steps.map(String::from), &(0..5).map(|i| f.get(i)).collect::<Vec<f64>>(), "sessions")?;
+    bar_chart(
+        &path,
+        "Sessions reaching each funnel step",
+        &steps.map(String::from),
+        &(0..5).map(|i| f.get(i)).collect::<Vec<f64>>(),
+        "sessions",
+    )?;
     written.push(path);
 
     let rows = client.query(
@@ -51,7 +54,13 @@ pub fn run(url: &str, dir: &Path) -> Result<Vec<PathBuf>> {
         &[],
     )?;
     let path = dir.join("conversion_by_device.png");
-    bar_chart(&path, "Session conversion by device", &rows.iter().map(|r| r.get(0)).collect::<Vec<String>>(), &rows.iter().map(|r| r.get(1)).collect::<Vec<f64>>(), "% of sessions converted")?;
+    bar_chart(
+        &path,
+        "Session conversion by device",
+        &rows.iter().map(|r| r.get(0)).collect::<Vec<String>>(),
+        &rows.iter().map(|r| r.get(1)).collect::<Vec<f64>>(),
+        "% of sessions converted",
+    )?;
     written.push(path);
 
     let rows = client.query(
@@ -60,7 +69,13 @@ pub fn run(url: &str, dir: &Path) -> Result<Vec<PathBuf>> {
         &[],
     )?;
     let path = dir.join("top_products.png");
-    bar_chart(&path, "Top products by revenue", &rows.iter().map(|r| r.get(0)).collect::<Vec<String>>(), &rows.iter().map(|r| r.get(1)).collect::<Vec<f64>>(), "revenue")?;
+    bar_chart(
+        &path,
+        "Top products by revenue",
+        &rows.iter().map(|r| r.get(0)).collect::<Vec<String>>(),
+        &rows.iter().map(|r| r.get(1)).collect::<Vec<f64>>(),
+        "revenue",
+    )?;
     written.push(path);
     Ok(written)
 }

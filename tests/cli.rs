@@ -24,10 +24,16 @@ fn errors_are_one_line_naming_what_failed() {
     let file = dir.join("one.jsonl");
     std::fs::write(&file, "{}\n").unwrap();
     let file = file.to_str().unwrap();
-    assert!(fails(&["process", "--input", file, "--postgres", "postgres://nobody@127.0.0.1:1/none"]).contains("cannot connect to PostgreSQL at postgres://nobody@127.0.0.1:1/none"));
-    assert!(fails(&["process", "--input", file, "--postgres", "postgres://u:secret@127.0.0.1:1/x"]).contains("postgres://u@127.0.0.1:1/x"), "the password is not printed");
+    assert!(fails(&["process", "--input", file, "--postgres", "postgres://nobody@127.0.0.1:1/none"])
+        .contains("cannot connect to PostgreSQL at postgres://nobody@127.0.0.1:1/none"));
+    assert!(
+        fails(&["process", "--input", file, "--postgres", "postgres://u:secret@127.0.0.1:1/x"]).contains("postgres://u@127.0.0.1:1/x"),
+        "the password is not printed"
+    );
     let db = TestDb::new("cli_errors");
-    assert!(fails(&["process", "--input", "/no/such/file.jsonl", "--postgres", &db.url]).contains("cannot open input file /no/such/file.jsonl"));
+    assert!(
+        fails(&["process", "--input", "/no/such/file.jsonl", "--postgres", &db.url]).contains("cannot open input file /no/such/file.jsonl")
+    );
     assert!(fails(&["process", "--input", file, "--postgres", &db.url, "--session-gap", "30"]).contains("has no unit"));
     assert!(fails(&["process", "--input", file]).contains("--postgres"), "no URL and no DATABASE_URL");
     assert!(fails(&["produce", "--duplicates", "1.5"]).contains("not a probability"));
@@ -69,7 +75,9 @@ fn same_seed_same_bytes_and_stdin_input() {
     assert!(child.wait().unwrap().success());
     let mut client = db.client();
     let (events, dead): (i64, i64) = {
-        let r = client.query_one("SELECT (SELECT count(*) FROM events_raw), (SELECT count(*) FROM dead_letters WHERE source LIKE 'file:-:%')", &[]).unwrap();
+        let r = client
+            .query_one("SELECT (SELECT count(*) FROM events_raw), (SELECT count(*) FROM dead_letters WHERE source LIKE 'file:-:%')", &[])
+            .unwrap();
         (r.get(0), r.get(1))
     };
     assert!(events > 2900, "{events} events from stdin");

@@ -63,6 +63,7 @@ fn topic_equals_reference_with_one_or_two_workers() {
     let lines: Vec<Vec<u8>> = bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     let expected = reference::compute(&lines, 60_000, Settings::default(), now);
+    assert!(expected.events.len() > 14_000 && expected.sessions.len() > 1_000, "the reference holds the topic's events");
     let mut want_reasons: BTreeMap<String, i64> = BTreeMap::new();
     for r in expected.dead_letters.values() {
         *want_reasons.entry(r.as_str().to_owned()).or_default() += 1;
@@ -71,13 +72,28 @@ fn topic_equals_reference_with_one_or_two_workers() {
 
     for workers in ["2", "1"] {
         let db = TestDb::new("kafka");
-        clickflow(&["process", "--brokers", &brokers, "--topic", "clicks", "--until-idle", "2s", "-w", workers, "--postgres", &db.url, "--quiet"]);
+        clickflow(&[
+            "process",
+            "--brokers",
+            &brokers,
+            "--topic",
+            "clicks",
+            "--until-idle",
+            "2s",
+            "-w",
+            workers,
+            "--postgres",
+            &db.url,
+            "--quiet",
+        ]);
         let mut client = db.client();
         assert_tables_eq(&actual_tables(&mut client), &expected_tables(&expected));
         assert_eq!(dead_letter_reasons(&mut client), want_reasons, "-w {workers}");
         let sources: Vec<String> = client.query("SELECT source FROM dead_letters", &[]).unwrap().iter().map(|r| r.get(0)).collect();
         assert!(sources.iter().all(|s| s.starts_with("kafka:clicks/") && s.contains('@')), "{sources:?}");
-        let p = client.query_one("SELECT input_events, duplicate_events, kafka_lag FROM pipeline_progress ORDER BY id DESC LIMIT 1", &[]).unwrap();
+        let p = client
+            .query_one("SELECT input_events, duplicate_events, kafka_lag FROM pipeline_progress ORDER BY id DESC LIMIT 1", &[])
+            .unwrap();
         assert_eq!(p.get::<_, i64>(0) as usize, lines.len(), "every message accounted for");
         assert_eq!(p.get::<_, i64>(1) as u64, expected.duplicates);
         assert_eq!(p.get::<_, Option<i64>>(2), Some(0), "the topic was drained");

@@ -42,7 +42,8 @@ fn report_writes_four_pngs_of_the_expected_size() {
 }
 
 fn monitor(url: &str, extra: &[&str]) -> (bool, String) {
-    let out = Command::new(BIN).args([&["monitor", "--once", "--postgres", url][..], extra].concat()).env("RUST_LOG", "warn").output().unwrap();
+    let out =
+        Command::new(BIN).args([&["monitor", "--once", "--postgres", url][..], extra].concat()).env("RUST_LOG", "warn").output().unwrap();
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
 }
 
@@ -108,7 +109,12 @@ fn prometheus_endpoint_serves_the_progress_figures() {
         }
     };
     assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
-    for needle in ["clickflow_input_events_total 1000", "# TYPE clickflow_open_sessions gauge", "clickflow_watermark_delay_seconds", "clickflow_dead_letters_total 0"] {
+    for needle in [
+        "clickflow_input_events_total 1000",
+        "# TYPE clickflow_open_sessions gauge",
+        "clickflow_watermark_delay_seconds",
+        "clickflow_dead_letters_total 0",
+    ] {
         assert!(body.contains(needle), "{needle} missing from:\n{body}");
     }
     drop(stdin);

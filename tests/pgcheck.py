@@ -39,9 +39,9 @@ def with_database(url: str, db: str, user: str | None = None, password: str | No
     return urllib.parse.urlunsplit((u.scheme, netloc, "/" + db, u.query, u.fragment))
 
 
-def remove_scratch(base_url: str, db: str | None, folder: str, keep: bool):
-    """Drops the scratch database `db` (if it was created) and removes `folder`, unless
-    `keep`; never raises, so that a check's own result is what gets reported."""
+def remove_scratch(base_url: str, db: str | None, folder: str | None, keep: bool):
+    """Drops the scratch database `db` (if it was created) and removes `folder` (if any),
+    unless `keep`; never raises, so that a check's own result is what gets reported."""
     if keep:
         print(f"kept database {db} and folder {folder}")
         return
@@ -50,7 +50,8 @@ def remove_scratch(base_url: str, db: str | None, folder: str, keep: bool):
             psql(base_url, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         except Exception as e:
             print(f"warning: could not drop database {db}: {e}")
-    shutil.rmtree(folder, ignore_errors=True)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class Report:

@@ -15,8 +15,21 @@ fn replay_matches_reference_and_is_idempotent() {
     let file = dir.join("events.jsonl");
     let file = file.to_str().unwrap();
     clickflow(&[
-        "produce", "--events", "20000", "--seed", "7", "--out", file, "--duplicates", "0.02", "--out-of-order", "0.1",
-        "--late", "0.003", "--malformed", "0.003",
+        "produce",
+        "--events",
+        "20000",
+        "--seed",
+        "7",
+        "--out",
+        file,
+        "--duplicates",
+        "0.02",
+        "--out-of-order",
+        "0.1",
+        "--late",
+        "0.003",
+        "--malformed",
+        "0.003",
     ]);
     let bytes = std::fs::read(file).unwrap();
     let lines: Vec<Vec<u8>> = bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect();
@@ -66,7 +79,10 @@ fn snapshot(client: &mut postgres::Client) -> Vec<(String, String)> {
     ["events_raw", "sessions", "traffic", "product_stats", "funnel", "conversion", "dead_letters"]
         .iter()
         .map(|t| {
-            let digest: String = client.query_one(&format!("SELECT coalesce(md5(string_agg(x::text, ',' ORDER BY x::text)), '') FROM {t} x"), &[]).unwrap().get(0);
+            let digest: String = client
+                .query_one(&format!("SELECT coalesce(md5(string_agg(x::text, ',' ORDER BY x::text)), '') FROM {t} x"), &[])
+                .unwrap()
+                .get(0);
             (t.to_string(), digest)
         })
         .collect()

@@ -135,7 +135,11 @@ fn a_file_replay_killed_at_random_resumes_with_identical_tables() {
             assert!(!status.success(), "the run crashed in commit {n}: {}", stderr_of(&dir, "crash"));
         } else {
             let mut child = spawn_clickflow(&args, &[("CLICKFLOW_TEST_COMMIT_DELAY_MS", "20".into())], &dir, "kill");
-            assert!(kill_mid_run(&mut child, &db.url, Duration::from_millis(rng.random_range(0..150))), "killed mid-run: {}", stderr_of(&dir, "kill"));
+            assert!(
+                kill_mid_run(&mut child, &db.url, Duration::from_millis(rng.random_range(0..150))),
+                "killed mid-run: {}",
+                stderr_of(&dir, "kill")
+            );
         }
     }
     let mut client = db.client();
@@ -169,14 +173,33 @@ fn a_kafka_drain_killed_at_random_resumes_with_identical_tables() {
     eprintln!("kill instants from seed {seed}");
     for round in 0..4 {
         let workers = ["2", "1", "3", "2"][round];
-        let args = ["process", "--brokers", &brokers, "--topic", "restart", "--until-idle", "3s", "--postgres", &db.url, "--quiet", "-w", workers, "--epoch-events", "400"];
+        let args = [
+            "process",
+            "--brokers",
+            &brokers,
+            "--topic",
+            "restart",
+            "--until-idle",
+            "3s",
+            "--postgres",
+            &db.url,
+            "--quiet",
+            "-w",
+            workers,
+            "--epoch-events",
+            "400",
+        ];
         if round % 2 == 1 {
             let n = rng.random_range(1..3u32).to_string();
             let mut child = spawn_clickflow(&args, &[("CLICKFLOW_TEST_CRASH_IN_COMMIT", n)], &dir, "crash");
             assert!(!wait(&mut child, Duration::from_secs(120), "a run asked to crash").success(), "{}", stderr_of(&dir, "crash"));
         } else {
             let mut child = spawn_clickflow(&args, &[("CLICKFLOW_TEST_COMMIT_DELAY_MS", "20".into())], &dir, "kill");
-            assert!(kill_mid_run(&mut child, &db.url, Duration::from_millis(rng.random_range(0..150))), "killed mid-run: {}", stderr_of(&dir, "kill"));
+            assert!(
+                kill_mid_run(&mut child, &db.url, Duration::from_millis(rng.random_range(0..150))),
+                "killed mid-run: {}",
+                stderr_of(&dir, "kill")
+            );
         }
     }
     let mut client = db.client();
@@ -205,7 +228,8 @@ fn postgres_restarting_mid_run_loses_and_doubles_nothing() {
 
     // Down for longer than --max-retry-time: one clear line and a failure.
     let url = server.url("gives_up");
-    let mut child = spawn_clickflow(&["process", "--input", &file, "--postgres", &url, "--quiet", "--max-retry-time", "2s"], &delay, &dir, "gives_up");
+    let mut child =
+        spawn_clickflow(&["process", "--input", &file, "--postgres", &url, "--quiet", "--max-retry-time", "2s"], &delay, &dir, "gives_up");
     assert!(wait_for_commit(&mut child, &url, 0), "mid-run: {}", stderr_of(&dir, "gives_up"));
     server.down();
     let status = wait(&mut child, Duration::from_secs(60), "a run without its database");
@@ -284,7 +308,10 @@ fn a_broker_going_away_and_back_loses_nothing() {
     let mut client = db.client();
     assert_tables_eq(&actual_tables(&mut client), &expected_tables(&expected));
     let (input, duplicates, dead, _, last_run) = last_progress(&mut client);
-    assert_eq!((input as usize, duplicates as u64, dead as usize, last_run), (lines.len(), expected.duplicates, expected.dead_letters.len(), 0));
+    assert_eq!(
+        (input as usize, duplicates as u64, dead as usize, last_run),
+        (lines.len(), expected.duplicates, expected.dead_letters.len(), 0)
+    );
 }
 
 #[test]
@@ -298,16 +325,31 @@ fn another_file_is_refused_unless_from_start() {
     let db = TestDb::new("restart_identity");
     clickflow(&["process", "--input", a, "--postgres", &db.url, "--quiet"]);
 
-    let out = std::process::Command::new(BIN).args(["process", "--input", b, "--postgres", &db.url, "--quiet"]).env("RUST_LOG", "warn").output().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["process", "--input", b, "--postgres", &db.url, "--quiet"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains(&format!("file:{a}")) && stderr.contains(&format!("file:{b}")) && stderr.contains("--from-start"), "names both: {stderr}");
+    assert!(
+        stderr.contains(&format!("file:{a}")) && stderr.contains(&format!("file:{b}")) && stderr.contains("--from-start"),
+        "names both: {stderr}"
+    );
 
     // Rewritten in place under the same name: not the file recorded either.
     std::fs::copy(b, a).unwrap();
-    let out = std::process::Command::new(BIN).args(["process", "--input", a, "--postgres", &db.url, "--quiet"]).env("RUST_LOG", "warn").output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is not the file this database read"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(BIN)
+        .args(["process", "--input", a, "--postgres", &db.url, "--quiet"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not the file this database read"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     clickflow(&["process", "--input", b, "--postgres", &db.url, "--quiet", "--from-start"]);
     let mut client = db.client();

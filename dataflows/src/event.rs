@@ -208,18 +208,13 @@ struct Wire<'a> {
 /// 15 minutes after `now` is `future_event_time`.
 pub fn parse_event(bytes: &[u8], now: Millis) -> Result<Event, Rejection> {
     if bytes.len() > MAX_MESSAGE_BYTES {
-        return Err(Rejection::new(
-            Reason::Oversized,
-            format!("message is over the limit of {MAX_MESSAGE_BYTES} bytes"),
-        ));
+        return Err(Rejection::new(Reason::Oversized, format!("message is over the limit of {MAX_MESSAGE_BYTES} bytes")));
     }
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| Rejection::new(Reason::InvalidJson, format!("not UTF-8: {e}")))?;
+    let text = std::str::from_utf8(bytes).map_err(|e| Rejection::new(Reason::InvalidJson, format!("not UTF-8: {e}")))?;
     let wire: Wire = serde_json::from_str(text).map_err(|e| classify_json_error(text, e))?;
     let event_id = required_string(wire.event_id, "event_id", true)?;
     let event_time = required_string(wire.event_time, "event_time", false)?;
-    let event_time = parse_rfc3339(&event_time)
-        .map_err(|e| Rejection::new(Reason::InvalidField, format!("event_time: {}", e.0)))?;
+    let event_time = parse_rfc3339(&event_time).map_err(|e| Rejection::new(Reason::InvalidField, format!("event_time: {}", e.0)))?;
     let type_name = required_string(wire.event_type, "event_type", false)?;
     let event_type = EventType::parse(&type_name)
         .ok_or_else(|| Rejection::new(Reason::UnknownEventType, format!("event_type: {:?}", truncate(&type_name, 64))))?;
@@ -310,9 +305,7 @@ fn optional<T>(
     parse: impl Fn(&str) -> Result<T, String>,
 ) -> Result<Option<T>, Rejection> {
     match raw {
-        Some(r) if !is_null(raw) => {
-            parse(r.get()).map(Some).map_err(|why| Rejection::new(Reason::InvalidField, format!("{field}: {why}")))
-        }
+        Some(r) if !is_null(raw) => parse(r.get()).map(Some).map_err(|why| Rejection::new(Reason::InvalidField, format!("{field}: {why}"))),
         _ if required => Err(Rejection::new(Reason::MissingField, field)),
         _ => Ok(None),
     }
@@ -439,9 +432,8 @@ fn decimal(text: &str) -> Option<(i128, i64)> {
 }
 
 fn parse_quantity(text: &str) -> Result<i64, String> {
-    let valid_integer = !text.is_empty()
-        && text.bytes().enumerate().all(|(i, c)| c.is_ascii_digit() || (i == 0 && c == b'-'))
-        && text != "-";
+    let valid_integer =
+        !text.is_empty() && text.bytes().enumerate().all(|(i, c)| c.is_ascii_digit() || (i == 0 && c == b'-')) && text != "-";
     let q = valid_integer
         .then(|| text.parse::<i64>().ok())
         .flatten()

@@ -17,6 +17,7 @@ use crate::time::{format_rfc3339, Millis};
 
 /// What became of one message.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // returned once per message and consumed at once: boxing would cost an allocation each
 pub enum Admission {
     /// Valid, on time and new: it is aggregated.
     Accepted(Event),
@@ -182,7 +183,12 @@ impl InputState {
     /// Restores what a previous run committed: its watermark, the largest event time
     /// each partition had accepted, and the ids (with event times) of the events it
     /// accepted within the horizon of that watermark. Register the partitions first.
-    pub fn restore(&self, watermark: Millis, partitions: impl IntoIterator<Item = (String, Millis)>, ids: impl IntoIterator<Item = (String, Millis)>) {
+    pub fn restore(
+        &self,
+        watermark: Millis,
+        partitions: impl IntoIterator<Item = (String, Millis)>,
+        ids: impl IntoIterator<Item = (String, Millis)>,
+    ) {
         let mut state = self.lock();
         state.current = state.current.max(watermark);
         for (name, max_event_time) in partitions {
@@ -310,7 +316,7 @@ impl Ingest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    
+
     const NOW: Millis = 1_800_000_000_000;
     const T0: Millis = 1_761_984_000_000;
     const DAY: Millis = 86_400_000;

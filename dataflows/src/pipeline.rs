@@ -21,11 +21,11 @@ use timely::dataflow::operators::Input as _;
 use timely::dataflow::{InputHandle, Scope};
 
 use crate::event::Event;
+use crate::ingest::{Admission, Ingest};
 use crate::operators::aggregates::{dimensions, Conversion, Funnel, Hit, ProductHit, ProductStats, SessionOutcome, Traffic};
 use crate::operators::by_epoch::{ByEpoch, Watermarks};
 use crate::operators::sessions::{Click, Sessionize};
 use crate::operators::windows::Windowed;
-use crate::ingest::{Admission, Ingest};
 use crate::rows::{Change, DeadLetter};
 use crate::time::{window_start, Millis};
 
@@ -65,25 +65,36 @@ pub fn clickstream<'scope>(
     let Settings { session_gap, traffic_window, stats_window } = settings;
     let watermarks = watermarks.broadcast();
 
-    let sessions = events
-        .clone()
-        .map(|e| Click::of(&e))
-        .by_epoch(watermarks.clone(), |(user, _)| route(user), "Sessions", Sessionize::new(session_gap));
+    let sessions = events.clone().map(|e| Click::of(&e)).by_epoch(
+        watermarks.clone(),
+        |(user, _)| route(user),
+        "Sessions",
+        Sessionize::new(session_gap),
+    );
 
-    let traffic = events
-        .clone()
-        .map(move |e| (window_start(e.event_time, traffic_window), (), Hit::of(&e)))
-        .by_epoch(watermarks.clone(), |(start, _, _)| route(start), "Traffic", Windowed::<Traffic>::new(traffic_window));
+    let traffic = events.clone().map(move |e| (window_start(e.event_time, traffic_window), (), Hit::of(&e))).by_epoch(
+        watermarks.clone(),
+        |(start, _, _)| route(start),
+        "Traffic",
+        Windowed::<Traffic>::new(traffic_window),
+    );
 
     let products = events
         .clone()
         .flat_map(move |e| ProductHit::of(&e).map(|(product, hit)| (window_start(hit.time, stats_window), product, hit)))
-        .by_epoch(watermarks.clone(), |(start, product, _)| route(&(start, product)), "ProductStats", Windowed::<ProductStats>::new(stats_window));
+        .by_epoch(
+            watermarks.clone(),
+            |(start, product, _)| route(&(start, product)),
+            "ProductStats",
+            Windowed::<ProductStats>::new(stats_window),
+        );
 
-    let funnel = sessions
-        .clone()
-        .map(move |s| (window_start(s.session_start, stats_window), (), s))
-        .by_epoch(watermarks.clone(), |(start, _, _)| route(start), "Funnel", Windowed::<Funnel>::new(stats_window));
+    let funnel = sessions.clone().map(move |s| (window_start(s.session_start, stats_window), (), s)).by_epoch(
+        watermarks.clone(),
+        |(start, _, _)| route(start),
+        "Funnel",
+        Windowed::<Funnel>::new(stats_window),
+    );
 
     let conversion = sessions
         .clone()

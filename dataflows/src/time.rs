@@ -139,13 +139,7 @@ pub fn format_rfc3339(t: Millis) -> String {
     let days = t.div_euclid(86_400_000);
     let ms = t.rem_euclid(86_400_000);
     let (y, mo, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        ms / 3_600_000,
-        ms / 60_000 % 60,
-        ms / 1000 % 60,
-        ms % 1000
-    )
+    format!("{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000)
 }
 
 /// Start of the tumbling window of length `len` (aligned to the epoch) holding `t`.

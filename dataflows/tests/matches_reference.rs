@@ -1,28 +1,43 @@
-//! Property: for random clickstreams in any arrival order, the dataflow's final tables
-//! equal the batch reference, whatever the number of workers and the epoch size.
+//! Property: for random clickstreams in any arrival order, over one to three partitions
+//! (some falling idle), the dataflow's final tables equal the batch reference, whatever
+//! the number of workers and the epoch size; and update mode holds on the way.
+//!
+//! 256 cases per property by default; `PROPTEST_CASES=N` runs more.
 
 use std::sync::{Arc, Mutex};
 
 use dataflows::event::EventType;
-use dataflows::ingest::Ingest;
+use dataflows::ingest::{Ingest, InputState};
 use dataflows::pipeline::{build, Settings};
 use dataflows::rows::{Change, SourceProgress};
 use dataflows::time::{format_rfc3339, Millis};
 use proptest::prelude::*;
-use reference::Tables;
+use reference::{Arrival, Tables};
 
 const NOW: Millis = 1_800_000_000_000;
 const T0: Millis = 1_793_491_200_000; // 2026-11-01T00:00:00Z
 const DELAY: Millis = 60_000;
+const IDLE: Millis = 30_000;
+const HORIZON: Millis = 86_400_000;
 
 fn settings() -> Settings {
     // Short windows and gaps so that small inputs cross many boundaries.
     Settings { session_gap: 5 * 60_000, traffic_window: 60_000, stats_window: 10 * 60_000 }
 }
 
-/// Runs the graph over `lines` as one partition, `epoch_len` lines per epoch.
-fn run(lines: Vec<Vec<u8>>, workers: usize, epoch_len: usize) -> Tables {
-    let lines = Arc::new(lines);
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(256)
+}
+
+fn name(partition: usize) -> String {
+    format!("test/{partition}")
+}
+
+/// Runs the graph over `arrivals` on worker 0, `epoch_len` messages per epoch, as the
+/// processor does: every partition declared before the first message, each admitted
+/// against the shared watermark clock at its arrival's wall-clock time.
+fn run(arrivals: &[Arrival], partitions: usize, workers: usize, epoch_len: usize) -> Tables {
+    let arrivals = Arc::new(arrivals.to_vec());
     let updates = Arc::new(Mutex::new(Vec::new()));
     let sink = updates.clone();
     timely::execute(timely::Config::process(workers), move |worker| {
@@ -33,14 +48,29 @@ fn run(lines: Vec<Vec<u8>>, workers: usize, epoch_len: usize) -> Tables {
             inputs
         });
         if worker.index() == 0 {
-            let mut ingest = Ingest::single(DELAY, 86_400_000);
-            for (chunk_no, chunk) in lines.chunks(epoch_len).enumerate() {
-                for (i, line) in chunk.iter().enumerate() {
-                    inputs.admit(&mut ingest, line, NOW, || format!("test:{}", chunk_no * epoch_len + i + 1));
+            let start = arrivals.first().map_or(NOW, |a| a.now);
+            let input = InputState::new(DELAY, IDLE, HORIZON);
+            for p in 0..partitions {
+                input.register(&name(p), start);
+            }
+            let mut ingests: Vec<Ingest> = (0..partitions).map(|p| Ingest::new(input.clone(), &name(p), start)).collect();
+            for (chunk_no, chunk) in arrivals.chunks(epoch_len).enumerate() {
+                for (i, a) in chunk.iter().enumerate() {
+                    inputs.admit(&mut ingests[a.partition], &a.bytes, a.now, || format!("test:{}", chunk_no * epoch_len + i + 1));
                 }
-                let progress = SourceProgress { source: "test".into(), counts: ingest.counts(), watermark: ingest.watermark(NOW), max_event_time: ingest.max_event_time(), lag: None, position: Default::default() };
-                inputs.record(Change::Progress(progress));
-                inputs.end_epoch(ingest.watermark(NOW));
+                let watermark = input.watermark(chunk[chunk.len() - 1].now);
+                for (p, ingest) in ingests.iter().enumerate() {
+                    let progress = SourceProgress {
+                        source: name(p),
+                        counts: ingest.counts(),
+                        watermark,
+                        max_event_time: ingest.max_event_time(),
+                        lag: None,
+                        position: Default::default(),
+                    };
+                    inputs.record(Change::Progress(progress));
+                }
+                inputs.end_epoch(watermark);
                 worker.step();
             }
             inputs.end_epoch(Millis::MAX);
@@ -59,78 +89,152 @@ fn run(lines: Vec<Vec<u8>>, workers: usize, epoch_len: usize) -> Tables {
 #[derive(Debug, Clone)]
 struct Spec {
     user: u8,
-    offset_s: u32,
+    offset_ms: u32,
     kind: u8,
     product: u8,
+    category: u8,
     price_cents: u32,
     quantity: u8,
-    jitter_s: u32,
+    jitter_ms: u32,
     duplicate: bool,
+    device: u8,
+    country: u8,
+    referrer: u8,
+    /// Partition weight: most go to the first partitions, few to the last, which idles.
+    partition: u8,
+    /// Wall-clock milliseconds since the previous arrival.
+    pause_ms: u16,
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
-    (0u8..6, 0u32..7200, 0u8..7, 0u8..4, 0u32..100_000, 1u8..4, 0u32..59, prop::bool::weighted(0.05)).prop_map(
-        |(user, offset_s, kind, product, price_cents, quantity, jitter_s, duplicate)| Spec { user, offset_s, kind, product, price_cents, quantity, jitter_s, duplicate },
+    let event = (0u8..6, 0u32..7_200_000, 0u8..7, 0u8..4, 0u8..3, 0u32..100_000, 1u8..4);
+    let delivery = (0u32..59_000, prop::bool::weighted(0.05), 0u8..3, 0u8..3, 0u8..3, 0u8..20, 0u16..2000);
+    (event, delivery).prop_map(
+        |(
+            (user, offset_ms, kind, product, category, price_cents, quantity),
+            (jitter_ms, duplicate, device, country, referrer, partition, pause_ms),
+        )| Spec {
+            user,
+            offset_ms,
+            kind,
+            product,
+            category,
+            price_cents,
+            quantity,
+            jitter_ms,
+            duplicate,
+            device,
+            country,
+            referrer,
+            partition,
+            pause_ms,
+        },
     )
 }
 
-fn line(id: usize, s: &Spec) -> Vec<u8> {
+/// The event of `s` as the contract's JSON, at `time`.
+fn line(id: &str, s: &Spec, time: Millis) -> Vec<u8> {
     let t = EventType::ALL[s.kind as usize];
-    let time = format_rfc3339(T0 + Millis::from(s.offset_s) * 1000 + (id as Millis % 7));
     let product = match t {
         EventType::ProductView | EventType::AddToCart | EventType::RemoveFromCart | EventType::Purchase => {
-            format!(r#","product_id":"P{}","category":"c{}""#, s.product, s.product % 2)
+            format!(r#","product_id":"P{}","category":"c{}""#, s.product, s.category)
         }
         _ => String::new(),
     };
     let price = format!(r#","price":{}.{:02},"quantity":{}"#, s.price_cents / 100, s.price_cents % 100, s.quantity);
-    let devices = ["desktop", "mobile", "tablet"];
     format!(
-        r#"{{"event_id":"e{id}","event_time":"{time}","event_type":"{}","user_id":"u{}","page":"/p{}"{product}{price},"device":"{}","country":"DE","referrer":"direct","user_agent":"ua","ip":"10.0.0.{}"}}"#,
+        r#"{{"event_id":"{id}","event_time":"{}","event_type":"{}","user_id":"u{}","page":"/p{}"{product}{price},"device":"{}","country":"{}","referrer":"{}","user_agent":"ua","ip":"10.0.0.{}"}}"#,
+        format_rfc3339(time),
         t.as_str(),
         s.user,
         s.kind,
-        devices[(s.user % 3) as usize],
+        ["desktop", "mobile", "tablet"][s.device as usize],
+        ["DE", "FR", "US"][s.country as usize],
+        ["direct", "search", "ads"][s.referrer as usize],
         s.user
     )
     .into_bytes()
 }
 
-/// Events in time order, each delayed by less than the watermark delay, plus duplicates.
-fn arrivals(specs: &[Spec]) -> Vec<Vec<u8>> {
-    let mut keyed: Vec<(u32, usize, Vec<u8>)> = Vec::new();
+/// Which of `partitions` a spec's messages go to: the last partition gets about one in
+/// twenty, so it often falls idle.
+fn partition_of(s: &Spec, partitions: usize) -> usize {
+    match partitions {
+        1 => 0,
+        n if s.partition == 0 => n - 1,
+        n => usize::from(s.partition) % (n - 1),
+    }
+}
+
+/// Events in time order, each delayed by less than the watermark delay, plus duplicates
+/// and, every `probe_every` messages, probes at W − 1, W and W + 1 of the partition's own
+/// watermark; wall-clock time advancing by each spec's pause.
+fn arrivals(specs: &[Spec], partitions: usize, probe_every: usize) -> Vec<Arrival> {
+    let mut keyed: Vec<(u32, usize, bool)> = Vec::new();
     for (id, s) in specs.iter().enumerate() {
-        keyed.push((s.offset_s + s.jitter_s, id, line(id, s)));
+        keyed.push((s.offset_ms + s.jitter_ms, id, false));
         if s.duplicate {
-            keyed.push((s.offset_s + s.jitter_s + 1, id, line(id, s)));
+            keyed.push((s.offset_ms + s.jitter_ms + 1, id, true));
         }
     }
     keyed.sort();
-    keyed.into_iter().map(|(_, _, l)| l).collect()
+    let mut out = Vec::new();
+    let mut now = NOW;
+    let mut largest: Vec<Option<Millis>> = vec![None; partitions];
+    for (n, (_, id, _)) in keyed.into_iter().enumerate() {
+        let s = &specs[id];
+        let (p, time) = (partition_of(s, partitions), T0 + Millis::from(s.offset_ms));
+        now += Millis::from(s.pause_ms);
+        out.push(Arrival { partition: p, now, bytes: line(&format!("e{id}"), s, time) });
+        largest[p] = Some(largest[p].map_or(time, |m| m.max(time)));
+        if n % probe_every == probe_every - 1 {
+            let w = largest[p].unwrap() - DELAY;
+            for delta in [-1, 0, 1] {
+                out.push(Arrival { partition: p, now, bytes: line(&format!("probe{n}{delta}"), s, w + delta) });
+            }
+        }
+    }
+    out
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
-    fn dataflow_equals_batch_reference(specs in prop::collection::vec(spec(), 1..120), epoch_len in 1usize..40) {
-        let lines = arrivals(&specs);
-        let expected = reference::compute(&lines, DELAY, settings(), NOW);
-        prop_assert!(expected.dead_letters.is_empty(), "disorder within the delay makes nothing late");
-        let one = run(lines.clone(), 1, epoch_len);
-        prop_assert_eq!(&one, &expected);
-        let two = run(lines, 2, epoch_len);
-        prop_assert_eq!(&two, &expected);
+    fn dataflow_equals_batch_reference(
+        specs in prop::collection::vec(spec(), 1..120),
+        epoch_len in 1usize..40,
+        partitions in 1usize..=3,
+        probe_every in 3usize..30,
+    ) {
+        let arrivals = arrivals(&specs, partitions, probe_every);
+        let expected = reference::compute_partitioned(&arrivals, partitions, DELAY, IDLE, settings());
+        prop_assert!(!expected.events.is_empty());
+        for workers in [1, 2] {
+            prop_assert_eq!(&run(&arrivals, partitions, workers, epoch_len), &expected, "-w{}", workers);
+        }
     }
 
     #[test]
-    fn late_and_bad_lines_match_too(specs in prop::collection::vec(spec(), 1..80), epoch_len in 1usize..20) {
+    fn late_and_bad_lines_match_too(
+        specs in prop::collection::vec(spec(), 1..80),
+        epoch_len in 1usize..20,
+        partitions in 1usize..=3,
+    ) {
         // Arbitrary order: much arrives late. Sprinkle malformed lines.
-        let mut lines: Vec<Vec<u8>> = specs.iter().enumerate().map(|(id, s)| line(id, s)).collect();
-        for i in (0..lines.len()).step_by(9) {
-            lines.insert(i, b"{\"event_id\": 1".to_vec());
+        let mut arrivals: Vec<Arrival> = Vec::new();
+        let mut now = NOW;
+        for (id, s) in specs.iter().enumerate() {
+            now += Millis::from(s.pause_ms);
+            let partition = partition_of(s, partitions);
+            if id % 9 == 0 {
+                arrivals.push(Arrival { partition, now, bytes: b"{\"event_id\": 1".to_vec() });
+            }
+            arrivals.push(Arrival { partition, now, bytes: line(&format!("e{id}"), s, T0 + Millis::from(s.offset_ms)) });
         }
-        let expected = reference::compute(&lines, DELAY, settings(), NOW);
-        prop_assert_eq!(&run(lines.clone(), 2, epoch_len), &expected);
+        let expected = reference::compute_partitioned(&arrivals, partitions, DELAY, IDLE, settings());
+        for workers in [1, 2] {
+            prop_assert_eq!(&run(&arrivals, partitions, workers, epoch_len), &expected, "-w{}", workers);
+        }
     }
 }

@@ -1,13 +1,15 @@
 //! The test oracle: every table of docs/contract.md computed from a whole bounded input as a
 //! plain batch job (sort, group, count), written apart from the dataflow's operators.
 //!
-//! It shares only message validation (`parse_event`, tested on its own) and the row
-//! types with `dataflows`; admission, sessions, funnels and windows are computed here
-//! again, the simple way. All rows are final, as after a bounded input ends.
+//! It shares only the row types with `dataflows`: messages are read by its own parser
+//! ([`parse`]), and admission, sessions, funnels and windows are computed here again,
+//! the simple way. All rows are final, as after a bounded input ends.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use dataflows::event::{parse_event, Event, EventType, Reason};
+pub mod parse;
+
+use dataflows::event::{Event, EventType, Reason};
 use dataflows::pipeline::Settings;
 use dataflows::rows::{Change, ConversionRow, FunnelRow, ProductRow, SessionRow, TrafficRow};
 use dataflows::time::Millis;
@@ -33,18 +35,54 @@ pub const DEDUPE_HORIZON: Millis = 86_400_000;
 
 /// Computes every table from the messages of one partition, in order.
 pub fn compute(messages: &[Vec<u8>], watermark_delay: Millis, settings: Settings, now: Millis) -> Tables {
+    let arrivals: Vec<Arrival> = messages.iter().map(|bytes| Arrival { partition: 0, now, bytes: bytes.clone() }).collect();
+    compute_partitioned(&arrivals, 1, watermark_delay, Millis::MAX, settings)
+}
+
+/// One message as a processor receives it: from which partition, at which wall-clock time.
+#[derive(Clone, Debug)]
+pub struct Arrival {
+    pub partition: usize,
+    pub now: Millis,
+    pub bytes: Vec<u8>,
+}
+
+/// Computes every table from messages of `partitions` partitions in the order they are
+/// admitted, all partitions declared at the first arrival's wall-clock time. Dead letters
+/// are keyed by the message's position in `arrivals` (1-based).
+///
+/// The watermark, as the contract defines it: a partition's own is the largest event
+/// time it accepted minus the delay; W is the smallest over the partitions that accepted
+/// an event within `idle_timeout` of wall-clock time (a partition that has accepted none
+/// counts from its declaration, holding W back at the start), and never goes back.
+pub fn compute_partitioned(
+    arrivals: &[Arrival],
+    partitions: usize,
+    watermark_delay: Millis,
+    idle_timeout: Millis,
+    settings: Settings,
+) -> Tables {
     let mut t = Tables::default();
-    let mut max_time: Option<Millis> = None;
+    let start = arrivals.first().map_or(0, |a| a.now);
+    // Per partition: the largest accepted event time, and when it last accepted one.
+    let mut largest: Vec<Option<Millis>> = vec![None; partitions];
+    let mut last_accepted: Vec<Millis> = vec![start; partitions];
+    let mut watermark: Option<Millis> = None;
     let mut seen: HashMap<String, Millis> = HashMap::new();
-    for (line, bytes) in (1..).zip(messages) {
-        let event = match parse_event(bytes, now) {
+    for (line, arrival) in (1..).zip(arrivals) {
+        let event = match parse::event(&arrival.bytes, arrival.now) {
             Ok(e) => e,
-            Err(r) => {
-                t.dead_letters.insert(line, r.reason);
+            Err(reason) => {
+                t.dead_letters.insert(line, reason);
                 continue;
             }
         };
-        let watermark = max_time.map(|m| m - watermark_delay);
+        let active = (0..partitions).filter(|p| arrival.now - last_accepted[*p] <= idle_timeout);
+        let candidate = active.map(|p| largest[p].map(|m| m - watermark_delay)).min();
+        // `None` inside: an active partition without data holds W where it is.
+        if let Some(Some(w)) = candidate {
+            watermark = Some(watermark.map_or(w, |old| old.max(w)));
+        }
         let remembered = seen.get(&event.event_id).is_some_and(|first| watermark.is_none_or(|w| first + DEDUPE_HORIZON >= w));
         if watermark.is_some_and(|w| event.event_time < w) {
             t.dead_letters.insert(line, Reason::Late);
@@ -52,7 +90,9 @@ pub fn compute(messages: &[Vec<u8>], watermark_delay: Millis, settings: Settings
             t.duplicates += 1;
         } else {
             seen.insert(event.event_id.clone(), event.event_time);
-            max_time = Some(max_time.map_or(event.event_time, |m| m.max(event.event_time)));
+            let p = arrival.partition;
+            largest[p] = Some(largest[p].map_or(event.event_time, |m| m.max(event.event_time)));
+            last_accepted[p] = arrival.now;
             t.events.insert((event.event_id.clone(), event.event_time), event);
         }
     }
@@ -96,15 +136,6 @@ fn sessions(events: &BTreeMap<(String, Millis), Event>, gap: Millis) -> BTreeMap
 fn session(user: &str, evs: &[&Event]) -> SessionRow {
     let count = |t: EventType| evs.iter().filter(|e| e.event_type == t).count() as i64;
     let purchases: Vec<&&Event> = evs.iter().filter(|e| e.event_type == EventType::Purchase).collect();
-    // Ordered funnel: walk the steps, each at or after the time of the previous one.
-    let mut step = 1u8;
-    let mut at = evs[0].event_time;
-    for wanted in [EventType::ProductView, EventType::AddToCart, EventType::BeginCheckout, EventType::Purchase] {
-        let hit = evs.iter().filter(|e| e.event_type == wanted && e.event_time >= at).map(|e| e.event_time).min();
-        let Some(time) = hit else { break };
-        at = time;
-        step += 1;
-    }
     let first = evs[0];
     let last = evs[evs.len() - 1];
     SessionRow {
@@ -119,9 +150,31 @@ fn session(user: &str, evs: &[&Event]) -> SessionRow {
         device: first.device.clone(),
         country: first.country.clone(),
         referrer: first.referrer.clone(),
-        funnel_step: step,
+        funnel_step: funnel_step(evs),
         is_final: true,
     }
+}
+
+/// The ordered funnel (contract §3), computed another way than "for each step, the
+/// earliest event of its type at or after the previous step": walk the session's
+/// distinct event times in order, and at each one take as many next steps as have an
+/// event of their type at that very time (several steps can share a millisecond).
+fn funnel_step(evs: &[&Event]) -> u8 {
+    let order = [EventType::ProductView, EventType::AddToCart, EventType::BeginCheckout, EventType::Purchase];
+    let mut types_at: BTreeMap<Millis, HashSet<EventType>> = BTreeMap::new();
+    for e in evs {
+        types_at.entry(e.event_time).or_default().insert(e.event_type);
+    }
+    let mut reached = 1u8;
+    for types in types_at.values() {
+        while let Some(next) = order.get(usize::from(reached) - 1) {
+            if !types.contains(next) {
+                break;
+            }
+            reached += 1;
+        }
+    }
+    reached
 }
 
 fn revenue(e: &Event) -> i64 {
@@ -246,9 +299,12 @@ impl Tables {
             *net.entry(change).or_default() += diff;
         }
         let mut t = Tables::default();
+        // Each source's duplicates as of its latest report (the counts only grow).
+        let mut duplicates: HashMap<String, u64> = HashMap::new();
         for (change, n) in net {
             if let Change::Progress(p) = &change {
-                t.duplicates = t.duplicates.max(p.counts.duplicates);
+                let d = duplicates.entry(p.source.clone()).or_default();
+                *d = (*d).max(p.counts.duplicates);
                 continue;
             }
             assert!(n == 0 || n == 1, "{change:?} has multiplicity {n}");
@@ -270,6 +326,7 @@ impl Tables {
             };
             assert!(fresh, "two live versions of one key");
         }
+        t.duplicates = duplicates.values().sum();
         t
     }
 }

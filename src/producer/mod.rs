@@ -99,7 +99,13 @@ pub fn run(options: &Options) -> Result<Sent> {
         }
         if last_log.elapsed() >= Duration::from_secs(5) {
             let rate = generated as f64 / started.elapsed().as_secs_f64();
-            tracing::info!(events = generated, rate = format!("{rate:.0}/s"), event_time = format_rfc3339(event.time), status = out.status(), "producing");
+            tracing::info!(
+                events = generated,
+                rate = format!("{rate:.0}/s"),
+                event_time = format_rfc3339(event.time),
+                status = out.status(),
+                "producing"
+            );
             last_log = Instant::now();
         }
     }
@@ -191,11 +197,8 @@ pub fn encode(shop: &Shop, e: &SimEvent, out: &mut String) {
         }
         None => out.push_str(r#","order_id":null"#),
     }
-    let _ = write!(
-        out,
-        r#","device":"{device}","country":"{country}","referrer":"{}","user_agent":"{user_agent}","ip":"{ip}"}}"#,
-        e.referrer
-    );
+    let _ =
+        write!(out, r#","device":"{device}","country":"{country}","referrer":"{}","user_agent":"{user_agent}","ip":"{ip}"}}"#, e.referrer);
 }
 
 /// Orders lines by when they are delivered, applying the faults.

@@ -32,8 +32,21 @@ const CATEGORIES: [(&str, i64, i64); 12] = [
 ];
 const DEVICES: [(&str, u32); 3] = [("desktop", 45), ("mobile", 45), ("tablet", 10)];
 const COUNTRIES: [(&str, u32); 15] = [
-    ("US", 35), ("GB", 10), ("DE", 9), ("FR", 7), ("IN", 6), ("CA", 5), ("BR", 5), ("JP", 4),
-    ("AU", 3), ("ES", 3), ("IT", 3), ("NL", 3), ("MX", 3), ("PL", 2), ("SE", 2),
+    ("US", 35),
+    ("GB", 10),
+    ("DE", 9),
+    ("FR", 7),
+    ("IN", 6),
+    ("CA", 5),
+    ("BR", 5),
+    ("JP", 4),
+    ("AU", 3),
+    ("ES", 3),
+    ("IT", 3),
+    ("NL", 3),
+    ("MX", 3),
+    ("PL", 2),
+    ("SE", 2),
 ];
 const REFERRERS: [(&str, u32); 6] = [("direct", 30), ("search", 30), ("social", 12), ("email", 8), ("ads", 15), ("affiliate", 5)];
 const USER_AGENTS: [(&str, &str, u32); 8] = [
@@ -46,7 +59,8 @@ const USER_AGENTS: [(&str, &str, u32); 8] = [
     ("tablet", "Mozilla/5.0 (iPad; CPU OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1", 70),
     ("tablet", "Mozilla/5.0 (Linux; Android 14; SM-X710) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36", 30),
 ];
-const SEARCH_TERMS: [&str; 10] = ["headphones", "novel", "running+shoes", "coffee", "lamp", "lego", "yoga+mat", "charger", "jacket", "vinyl"];
+const SEARCH_TERMS: [&str; 10] =
+    ["headphones", "novel", "running+shoes", "coffee", "lamp", "lego", "yoga+mat", "charger", "jacket", "vinyl"];
 
 struct Product {
     id: String,
@@ -186,7 +200,8 @@ impl Shop {
         let agents: Vec<(&'static str, u32)> = USER_AGENTS.iter().filter(|(d, _, _)| *d == device).map(|(_, ua, w)| (*ua, *w)).collect();
         let user_agent = weighted(&mut self.rng, &agents);
         let ip = if self.rng.random_bool(0.1) { IPv6().fake_with_rng(&mut self.rng) } else { IPv4().fake_with_rng(&mut self.rng) };
-        let user = User { id: format!("U{:07}", self.users.len() + 1), device, country: weighted(&mut self.rng, &COUNTRIES), user_agent, ip };
+        let user =
+            User { id: format!("U{:07}", self.users.len() + 1), device, country: weighted(&mut self.rng, &COUNTRIES), user_agent, ip };
         self.users.push(user);
         self.users.len() - 1
     }
@@ -204,7 +219,13 @@ impl Shop {
         let mut t = start;
         let mut cart: Vec<(usize, i64)> = Vec::new();
         let mut last_product = None;
-        let emit = |shop: &mut Shop, t: Millis, event_type: EventType, page: String, product: Option<usize>, quantity: Option<i64>, order: Option<String>| {
+        let emit = |shop: &mut Shop,
+                    t: Millis,
+                    event_type: EventType,
+                    page: String,
+                    product: Option<usize>,
+                    quantity: Option<i64>,
+                    order: Option<String>| {
             let event_id: String = UUIDv4.fake_with_rng(&mut shop.rng);
             shop.schedule(SimEvent { event_id, time: t, event_type, user, page, product, quantity, order_id: order, referrer });
         };
@@ -215,7 +236,11 @@ impl Shop {
             emit(self, t, EventType::ProductView, format!("/product/{}", self.products[p].id), Some(p), None, None);
             EventType::ProductView
         } else {
-            let page = if self.rng.random_bool(0.6) { "/".to_owned() } else { format!("/category/{}", CATEGORIES[self.rng.random_range(0..12)].0) };
+            let page = if self.rng.random_bool(0.6) {
+                "/".to_owned()
+            } else {
+                format!("/category/{}", CATEGORIES[self.rng.random_range(0..12)].0)
+            };
             emit(self, t, EventType::PageView, page, None, None, None);
             EventType::PageView
         };
@@ -228,7 +253,9 @@ impl Shop {
             let choices: &[(Option<EventType>, u32)] = match state {
                 PageView | Search => &[(Some(ProductView), 65), (Some(Search), 10), (Some(PageView), 15), (None, 10)],
                 ProductView => &[(Some(AddToCart), 6), (Some(ProductView), 48), (Some(PageView), 17), (Some(Search), 9), (None, 20)],
-                AddToCart => &[(Some(ProductView), 33), (Some(BeginCheckout), 42), (Some(RemoveFromCart), 6), (Some(PageView), 10), (None, 9)],
+                AddToCart => {
+                    &[(Some(ProductView), 33), (Some(BeginCheckout), 42), (Some(RemoveFromCart), 6), (Some(PageView), 10), (None, 9)]
+                }
                 RemoveFromCart => &[(Some(ProductView), 50), (Some(BeginCheckout), 15), (None, 35)],
                 BeginCheckout => &[(Some(Purchase), 70), (None, 30)],
                 Purchase => &[(Some(ProductView), 20), (None, 80)],
@@ -237,7 +264,11 @@ impl Shop {
             state = next;
             match next {
                 PageView => {
-                    let page = if !cart.is_empty() && self.rng.random_bool(0.4) { "/cart".to_owned() } else { format!("/category/{}", CATEGORIES[self.rng.random_range(0..12)].0) };
+                    let page = if !cart.is_empty() && self.rng.random_bool(0.4) {
+                        "/cart".to_owned()
+                    } else {
+                        format!("/category/{}", CATEGORIES[self.rng.random_range(0..12)].0)
+                    };
                     emit(self, t, PageView, page, None, None, None);
                 }
                 Search => {
@@ -268,7 +299,15 @@ impl Shop {
                 Purchase => {
                     let order: String = UUIDv4.fake_with_rng(&mut self.rng);
                     for (line, (p, q)) in std::mem::take(&mut cart).into_iter().enumerate() {
-                        emit(self, t + line as Millis, Purchase, "/checkout/confirmation".to_owned(), Some(p), Some(q), Some(order.clone()));
+                        emit(
+                            self,
+                            t + line as Millis,
+                            Purchase,
+                            "/checkout/confirmation".to_owned(),
+                            Some(p),
+                            Some(q),
+                            Some(order.clone()),
+                        );
                     }
                 }
             }

@@ -64,7 +64,13 @@ impl PgSink {
                     position: Position { offset: r.get(1), line: r.get(2) },
                     identity: r.get(3),
                     max_event_time: r.get(4),
-                    counts: Counts { input: count(r, 5), accepted: count(r, 6), late: count(r, 7), duplicates: count(r, 8), dead_letters: count(r, 9) },
+                    counts: Counts {
+                        input: count(r, 5),
+                        accepted: count(r, 6),
+                        late: count(r, 7),
+                        duplicates: count(r, 8),
+                        dead_letters: count(r, 9),
+                    },
                 };
                 (r.get(0), committed)
             })

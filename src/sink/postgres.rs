@@ -124,7 +124,15 @@ impl PgSink {
 
     fn prepare_staging(&mut self) -> Result<()> {
         let mut sql = String::new();
-        let tables = [&EVENTS_RAW, &DEAD_LETTERS, &SessionRow::TABLE, &TrafficRow::TABLE, &ProductRow::TABLE, &FunnelRow::TABLE, &ConversionRow::TABLE];
+        let tables = [
+            &EVENTS_RAW,
+            &DEAD_LETTERS,
+            &SessionRow::TABLE,
+            &TrafficRow::TABLE,
+            &ProductRow::TABLE,
+            &FunnelRow::TABLE,
+            &ConversionRow::TABLE,
+        ];
         for t in tables {
             sql.push_str(&format!(
                 "CREATE TEMP TABLE IF NOT EXISTS stage_{0} ON COMMIT DELETE ROWS AS SELECT {1} FROM {0} WITH NO DATA;
@@ -176,7 +184,11 @@ impl PgSink {
 }
 
 /// Upserts where each source partition resumes, with its running totals.
-fn record_positions(tx: &mut Transaction<'_>, sources: &BTreeMap<String, SourceProgress>, identities: &BTreeMap<String, String>) -> Result<()> {
+fn record_positions(
+    tx: &mut Transaction<'_>,
+    sources: &BTreeMap<String, SourceProgress>,
+    identities: &BTreeMap<String, String>,
+) -> Result<()> {
     if sources.is_empty() {
         return Ok(());
     }
@@ -277,8 +289,7 @@ fn upsert<R: SinkRow>(tx: &mut Transaction<'_>, rows: &Upserts<R>) -> Result<()>
     if !upserts.is_empty() {
         copy(tx, &format!("stage_{}", t.name), t.columns, &upserts)?;
         let columns = t.columns.join(", ");
-        let updates: Vec<String> =
-            t.columns.iter().filter(|c| !t.key.contains(c)).map(|c| format!("{c} = EXCLUDED.{c}")).collect();
+        let updates: Vec<String> = t.columns.iter().filter(|c| !t.key.contains(c)).map(|c| format!("{c} = EXCLUDED.{c}")).collect();
         tx.batch_execute(&format!(
             "INSERT INTO {0} ({1}) SELECT {1} FROM stage_{0}
              ON CONFLICT ({2}) DO UPDATE SET {3}, updated_at = now() WHERE NOT {0}.is_final",
@@ -326,7 +337,17 @@ fn insert_progress(tx: &mut Transaction<'_>, p: &ProgressRow) -> Result<()> {
                  CASE WHEN $3::bigint = -9223372036854775808 THEN NULL WHEN $3::bigint = 9223372036854775807 THEN 'infinity'::timestamptz
                       ELSE to_timestamp($3::bigint / 1000.0) END,
                  to_timestamp($4::bigint / 1000.0), $5, $6, $7, $8, $9)",
-            &[&p.run_id, &src.source, &src.watermark, &src.max_event_time, &(c.input as i64), &(c.late as i64), &(c.duplicates as i64), &(c.dead_letters as i64), &src.lag],
+            &[
+                &p.run_id,
+                &src.source,
+                &src.watermark,
+                &src.max_event_time,
+                &(c.input as i64),
+                &(c.late as i64),
+                &(c.duplicates as i64),
+                &(c.dead_letters as i64),
+                &src.lag,
+            ],
         )
         .context("insert into source_progress failed")?;
     }

@@ -121,16 +121,41 @@ impl SinkRow for SessionRow {
         name: "sessions",
         key: &["user_id", "session_start"],
         columns: &[
-            "user_id", "session_start", "session_end", "duration_seconds", "event_count", "page_views", "product_views", "searches",
-            "cart_adds", "cart_removes", "checkouts", "purchases", "units", "revenue", "converted", "bounced", "cart_abandoned",
-            "landing_page", "exit_page", "device", "country", "referrer", "funnel_step", "is_final",
+            "user_id",
+            "session_start",
+            "session_end",
+            "duration_seconds",
+            "event_count",
+            "page_views",
+            "product_views",
+            "searches",
+            "cart_adds",
+            "cart_removes",
+            "checkouts",
+            "purchases",
+            "units",
+            "revenue",
+            "converted",
+            "bounced",
+            "cart_abandoned",
+            "landing_page",
+            "exit_page",
+            "device",
+            "country",
+            "referrer",
+            "funnel_step",
+            "is_final",
         ],
     };
     fn key(&self) -> Self::Key {
         (self.user_id.clone(), self.session_start)
     }
     fn write(&self, l: &mut CopyLine) {
-        l.text(&self.user_id).time(self.session_start).time(self.session_end).float(self.duration_ms() as f64 / 1000.0).int(self.event_count());
+        l.text(&self.user_id)
+            .time(self.session_start)
+            .time(self.session_end)
+            .float(self.duration_ms() as f64 / 1000.0)
+            .int(self.event_count());
         counts_by_type(l, &self.counts);
         l.int(self.units)
             .money(self.revenue_cents)
@@ -156,8 +181,19 @@ impl SinkRow for TrafficRow {
         name: "traffic",
         key: &["window_start"],
         columns: &[
-            "window_start", "window_end", "events", "page_views", "product_views", "searches", "cart_adds", "cart_removes", "checkouts",
-            "purchases", "active_users", "revenue", "is_final",
+            "window_start",
+            "window_end",
+            "events",
+            "page_views",
+            "product_views",
+            "searches",
+            "cart_adds",
+            "cart_removes",
+            "checkouts",
+            "purchases",
+            "active_users",
+            "revenue",
+            "is_final",
         ],
     };
     fn key(&self) -> Self::Key {
@@ -179,8 +215,19 @@ impl SinkRow for ProductRow {
         name: "product_stats",
         key: &["window_start", "product_id"],
         columns: &[
-            "window_start", "product_id", "window_end", "category", "views", "cart_adds", "cart_removes", "purchases", "units", "revenue",
-            "view_to_cart_rate", "cart_to_purchase_rate", "is_final",
+            "window_start",
+            "product_id",
+            "window_end",
+            "category",
+            "views",
+            "cart_adds",
+            "cart_removes",
+            "purchases",
+            "units",
+            "revenue",
+            "view_to_cart_rate",
+            "cart_to_purchase_rate",
+            "is_final",
         ],
     };
     fn key(&self) -> Self::Key {
@@ -212,8 +259,19 @@ impl SinkRow for FunnelRow {
         name: "funnel",
         key: &["window_start"],
         columns: &[
-            "window_start", "window_end", "sessions", "product_view_sessions", "cart_sessions", "checkout_sessions", "purchase_sessions",
-            "conversion_rate", "cart_abandonment_rate", "bounce_rate", "avg_session_seconds", "revenue", "is_final",
+            "window_start",
+            "window_end",
+            "sessions",
+            "product_view_sessions",
+            "cart_sessions",
+            "checkout_sessions",
+            "purchase_sessions",
+            "conversion_rate",
+            "cart_abandonment_rate",
+            "bounce_rate",
+            "avg_session_seconds",
+            "revenue",
+            "is_final",
         ],
     };
     fn key(&self) -> Self::Key {
@@ -244,7 +302,17 @@ impl SinkRow for ConversionRow {
     const TABLE: Table = Table {
         name: "conversion",
         key: &["window_start", "dimension", "value"],
-        columns: &["window_start", "dimension", "value", "window_end", "sessions", "converted_sessions", "conversion_rate", "revenue", "is_final"],
+        columns: &[
+            "window_start",
+            "dimension",
+            "value",
+            "window_end",
+            "sessions",
+            "converted_sessions",
+            "conversion_rate",
+            "revenue",
+            "is_final",
+        ],
     };
     fn key(&self) -> Self::Key {
         (self.window_start, self.dimension.clone(), self.value.clone())
@@ -270,8 +338,21 @@ pub const EVENTS_RAW: Table = Table {
     name: "events_raw",
     key: &["event_id", "event_time"],
     columns: &[
-        "event_id", "event_time", "event_type", "user_id", "page", "product_id", "category", "price", "quantity", "order_id", "device",
-        "country", "referrer", "user_agent", "ip",
+        "event_id",
+        "event_time",
+        "event_type",
+        "user_id",
+        "page",
+        "product_id",
+        "category",
+        "price",
+        "quantity",
+        "order_id",
+        "device",
+        "country",
+        "referrer",
+        "user_agent",
+        "ip",
     ],
 };
 
@@ -290,11 +371,8 @@ pub fn write_event(e: &Event, l: &mut CopyLine) {
 }
 
 /// `dead_letters`: written once per source position, never updated.
-pub const DEAD_LETTERS: Table = Table {
-    name: "dead_letters",
-    key: &["source"],
-    columns: &["received_at", "source", "reason", "detail", "payload"],
-};
+pub const DEAD_LETTERS: Table =
+    Table { name: "dead_letters", key: &["source"], columns: &["received_at", "source", "reason", "detail", "payload"] };
 
 pub fn write_dead_letter(d: &DeadLetter, l: &mut CopyLine) {
     l.time(d.received_at).text(&d.source).text(d.reason.as_str()).text(&d.detail).text(&d.payload);

@@ -124,10 +124,9 @@ fn open(path: &str, start: Position) -> Result<Receiver<io::Result<Vec<Line>>>> 
                     end += consumed as i64;
                     batch.push(Line { number, bytes, end });
                     // Hand over what we have before a read that may block (stdin, pipes).
-                    if batch.len() >= BATCH_LINES || reader.buffer().is_empty() {
-                        if tx.send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(BATCH_LINES)))).is_err() {
-                            return;
-                        }
+                    let full = batch.len() >= BATCH_LINES || reader.buffer().is_empty();
+                    if full && tx.send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(BATCH_LINES)))).is_err() {
+                        return;
                     }
                 }
                 Ok(None) => break,
@@ -222,9 +221,9 @@ mod tests {
 
         let id = identity(path).unwrap().unwrap();
         assert!(is_same(path, &id, 15).unwrap());
-        std::fs::write(&dir.join("in.jsonl"), b"one\r\ntwo\nthree\nfour\n").unwrap();
+        std::fs::write(dir.join("in.jsonl"), b"one\r\ntwo\nthree\nfour\n").unwrap();
         assert!(is_same(path, &id, 15).unwrap(), "a file that grew is the same file");
-        std::fs::write(&dir.join("in.jsonl"), b"uno\r\ntwo\nthree\n").unwrap();
+        std::fs::write(dir.join("in.jsonl"), b"uno\r\ntwo\nthree\n").unwrap();
         assert!(!is_same(path, &id, 15).unwrap());
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -67,15 +67,7 @@ impl KafkaSource {
             assignment.add_partition_offset(topic, *p, offset).context("cannot assign a partition")?;
         }
         consumer.assign(&assignment).with_context(|| format!("cannot assign partitions of {topic}"))?;
-        Ok(Some(KafkaSource {
-            names,
-            next,
-            numbers,
-            consumer,
-            topic: topic.to_owned(),
-            until_idle,
-            waited: Duration::ZERO,
-        }))
+        Ok(Some(KafkaSource { names, next, numbers, consumer, topic: topic.to_owned(), until_idle, waited: Duration::ZERO }))
     }
 }
 
@@ -107,7 +99,11 @@ impl Source for KafkaSource {
             if self.next[index] > 0 && message.offset() > self.next[index] {
                 // The broker dropped messages before they were read (retention, or the
                 // development broker's 5 MiB per partition): they cannot be accounted for.
-                tracing::error!(partition = self.names[index], lost = message.offset() - self.next[index], "messages were lost before they were read");
+                tracing::error!(
+                    partition = self.names[index],
+                    lost = message.offset() - self.next[index],
+                    "messages were lost before they were read"
+                );
             }
             self.next[index] = message.offset() + 1;
             self.waited = Duration::ZERO;

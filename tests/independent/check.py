@@ -179,13 +179,115 @@ def read_tables(url: str) -> dict:
     t["conversion"] = {(r.pop("window_start"), r.pop("dimension"), r.pop("value")): r
                        for r in rows}
 
-    t["dead_letters"] = query_rows(url, "SELECT source, reason FROM dead_letters")
+    t["dead_letters"] = query_rows(url, "SELECT source, reason, payload FROM dead_letters")
     prog = query_rows(url, f"""
         SELECT id, input_events, late_events, duplicate_events, dead_letters,
                watermark::text AS watermark, {ms('max_event_time')}, kafka_lag
         FROM pipeline_progress ORDER BY reported_at DESC, id DESC LIMIT 1""")
     t["progress"] = prog[0] if prog else None
     return t
+
+
+def replay_and_compare(rep: Report, binary: str, base_url: str, db: str, path: str, lines: list, ref: dict,
+                       extra: list, suffix: str, keep: bool) -> None:
+    """Replays `path` into a fresh database `db` with `extra` arguments and compares every
+    table with the reference; results are named with `suffix`."""
+    url = with_database(base_url, db)
+    created = False
+    try:
+        psql(base_url, f'CREATE DATABASE "{db}"')
+        created = True
+        t0 = time.time()
+        p = subprocess.run(
+            [binary, "process", "--input", path, "--postgres", url, "--quiet", *extra],
+            capture_output=True, timeout=900,
+        )
+        secs = time.time() - t0
+        problems = []
+        if p.returncode != 0:
+            problems.append(f"exit status {p.returncode}; stderr: "
+                            f"{p.stderr.decode('utf-8', 'replace').strip()[-2000:]}")
+        rep.result("process exits 0" + suffix, problems, f"{secs:.1f} s")
+
+        got = read_tables(url)
+        rep.result("events_raw" + suffix, compare("events_raw", ref["events_raw"], got["events_raw"], EVENT_COLS),
+                   f"{len(got['events_raw'])} rows")
+        rep.result("sessions" + suffix, compare("sessions", ref["sessions"], got["sessions"], SESSION_COLS),
+                   f"{len(got['sessions'])} rows")
+        rep.result("traffic" + suffix, compare("traffic", ref["traffic"], got["traffic"], TRAFFIC_COLS),
+                   f"{len(got['traffic'])} rows")
+        rep.result("product_stats" + suffix, compare("product_stats", ref["product_stats"],
+                                            got["product_stats"], PRODUCT_COLS),
+                   f"{len(got['product_stats'])} rows")
+        rep.result("funnel" + suffix, compare("funnel", ref["funnel"], got["funnel"], FUNNEL_COLS),
+                   f"{len(got['funnel'])} rows")
+        rep.result("conversion" + suffix, compare("conversion", ref["conversion"], got["conversion"],
+                                         CONVERSION_COLS), f"{len(got['conversion'])} rows")
+
+        # dead letters: line number from the end of `source`, and reason
+        problems = []
+        actual_dl: dict[int, dict] = {}
+        prefix = f"file:{path}:"
+        for r in got["dead_letters"]:
+            src = r["source"]
+            if not src.startswith(prefix):
+                problems.append(f"source {src!r} does not start with {prefix!r}")
+            try:
+                n = int(src.rsplit(":", 1)[1])
+            except (IndexError, ValueError):
+                problems.append(f"source {src!r} has no line number")
+                continue
+            if n in actual_dl:
+                problems.append(f"line {n} dead-lettered twice")
+            actual_dl[n] = {"reason": r["reason"], "payload": r["payload"]}
+        expected_dl = {n: {"reason": reason, "payload": reference.dead_letter_payload(lines[n - 1], reason)}
+                       for n, reason in ref["dead_letters"].items()}
+        for prob in compare("dead_letters", expected_dl, actual_dl, {"reason": "plain", "payload": "plain"}):
+            n = int(prob.split("row ", 1)[1].split(":", 1)[0]) if "row " in prob else None
+            if n is not None and 1 <= n <= len(lines):
+                ln = lines[n - 1]
+                prob += f"\n         line {n}: {ln[:200]!r}{' ...' if len(ln) > 200 else ''}"
+            problems.append(prob)
+        rep.result("dead_letters" + suffix, problems, f"{len(got['dead_letters'])} rows")
+
+        # accounting identity on the last pipeline_progress row
+        problems = []
+        pr = got["progress"]
+        if pr is None:
+            problems.append("no pipeline_progress row")
+        else:
+            want = {
+                "input_events": len(lines),
+                "duplicate_events": ref["duplicates"],
+                "dead_letters": len(ref["dead_letters"]),
+                "late_events": ref["late"],
+                "watermark": "infinity",
+                "max_event_time": ref["max_event_time"],
+                "kafka_lag": None,
+            }
+            for k, v in want.items():
+                if pr.get(k) != v:
+                    problems.append(f"{k}: expected {v!r}, got {pr.get(k)!r}")
+            total = len(got["events_raw"]) + pr["duplicate_events"] + len(got["dead_letters"])
+            if pr["input_events"] != total:
+                problems.append(
+                    f"input_events {pr['input_events']} != events_raw {len(got['events_raw'])}"
+                    f" + duplicate_events {pr['duplicate_events']}"
+                    f" + dead_letters rows {len(got['dead_letters'])}")
+            if pr["dead_letters"] != len(got["dead_letters"]):
+                problems.append(f"progress dead_letters {pr['dead_letters']} != "
+                                f"{len(got['dead_letters'])} rows in dead_letters")
+            late_rows = sum(1 for r in got["dead_letters"] if r["reason"] == "late")
+            if pr["late_events"] != late_rows:
+                problems.append(f"late_events {pr['late_events']} != {late_rows} late dead letters")
+        rep.result("pipeline_progress accounting" + suffix, problems,
+                   f"input {len(lines)} = events_raw {len(ref['events_raw'])} + duplicates "
+                   f"{ref['duplicates']} + dead letters {len(ref['dead_letters'])}")
+    except Exception as e:  # a broken run is a failed test, not a traceback
+        rep.result("check ran to the end" + suffix, [f"{type(e).__name__}: {e}"])
+    finally:
+        remove_scratch(base_url, db if created else None, None, keep)
+
 
 
 # ---------------------------------------------------------------------------------------
@@ -227,99 +329,11 @@ def main(argv=None) -> int:
         problems.append(f"duplicates: generator meant {expect['duplicates']}, reference {ref['duplicates']}")
     rep.result("generator intent (data set self-check)", problems)
 
-    created = False
-    try:
-        psql(base_url, f'CREATE DATABASE "{db}"')
-        created = True
-        t0 = time.time()
-        p = subprocess.run(
-            [binary, "process", "--input", path, "--postgres", url, "--quiet"],
-            capture_output=True, timeout=900,
-        )
-        secs = time.time() - t0
-        problems = []
-        if p.returncode != 0:
-            problems.append(f"exit status {p.returncode}; stderr: "
-                            f"{p.stderr.decode('utf-8', 'replace').strip()[-2000:]}")
-        rep.result("process exits 0", problems, f"{secs:.1f} s")
-
-        got = read_tables(url)
-        rep.result("events_raw", compare("events_raw", ref["events_raw"], got["events_raw"], EVENT_COLS),
-                   f"{len(got['events_raw'])} rows")
-        rep.result("sessions", compare("sessions", ref["sessions"], got["sessions"], SESSION_COLS),
-                   f"{len(got['sessions'])} rows")
-        rep.result("traffic", compare("traffic", ref["traffic"], got["traffic"], TRAFFIC_COLS),
-                   f"{len(got['traffic'])} rows")
-        rep.result("product_stats", compare("product_stats", ref["product_stats"],
-                                            got["product_stats"], PRODUCT_COLS),
-                   f"{len(got['product_stats'])} rows")
-        rep.result("funnel", compare("funnel", ref["funnel"], got["funnel"], FUNNEL_COLS),
-                   f"{len(got['funnel'])} rows")
-        rep.result("conversion", compare("conversion", ref["conversion"], got["conversion"],
-                                         CONVERSION_COLS), f"{len(got['conversion'])} rows")
-
-        # dead letters: line number from the end of `source`, and reason
-        problems = []
-        actual_dl: dict[int, dict] = {}
-        prefix = f"file:{path}:"
-        for r in got["dead_letters"]:
-            src = r["source"]
-            if not src.startswith(prefix):
-                problems.append(f"source {src!r} does not start with {prefix!r}")
-            try:
-                n = int(src.rsplit(":", 1)[1])
-            except (IndexError, ValueError):
-                problems.append(f"source {src!r} has no line number")
-                continue
-            if n in actual_dl:
-                problems.append(f"line {n} dead-lettered twice")
-            actual_dl[n] = {"reason": r["reason"]}
-        expected_dl = {n: {"reason": reason} for n, reason in ref["dead_letters"].items()}
-        for prob in compare("dead_letters", expected_dl, actual_dl, {"reason": "plain"}):
-            n = int(prob.split("row ", 1)[1].split(":", 1)[0]) if "row " in prob else None
-            if n is not None and 1 <= n <= len(lines):
-                ln = lines[n - 1]
-                prob += f"\n         line {n}: {ln[:200]!r}{' ...' if len(ln) > 200 else ''}"
-            problems.append(prob)
-        rep.result("dead_letters", problems, f"{len(got['dead_letters'])} rows")
-
-        # accounting identity on the last pipeline_progress row
-        problems = []
-        pr = got["progress"]
-        if pr is None:
-            problems.append("no pipeline_progress row")
-        else:
-            want = {
-                "input_events": len(lines),
-                "duplicate_events": ref["duplicates"],
-                "dead_letters": len(ref["dead_letters"]),
-                "late_events": ref["late"],
-                "watermark": "infinity",
-                "max_event_time": ref["max_event_time"],
-                "kafka_lag": None,
-            }
-            for k, v in want.items():
-                if pr.get(k) != v:
-                    problems.append(f"{k}: expected {v!r}, got {pr.get(k)!r}")
-            total = len(got["events_raw"]) + pr["duplicate_events"] + len(got["dead_letters"])
-            if pr["input_events"] != total:
-                problems.append(
-                    f"input_events {pr['input_events']} != events_raw {len(got['events_raw'])}"
-                    f" + duplicate_events {pr['duplicate_events']}"
-                    f" + dead_letters rows {len(got['dead_letters'])}")
-            if pr["dead_letters"] != len(got["dead_letters"]):
-                problems.append(f"progress dead_letters {pr['dead_letters']} != "
-                                f"{len(got['dead_letters'])} rows in dead_letters")
-            late_rows = sum(1 for r in got["dead_letters"] if r["reason"] == "late")
-            if pr["late_events"] != late_rows:
-                problems.append(f"late_events {pr['late_events']} != {late_rows} late dead letters")
-        rep.result("pipeline_progress accounting", problems,
-                   f"input {len(lines)} = events_raw {len(ref['events_raw'])} + duplicates "
-                   f"{ref['duplicates']} + dead letters {len(ref['dead_letters'])}")
-    except Exception as e:  # a broken run is a failed test, not a traceback
-        rep.result("check ran to the end", [f"{type(e).__name__}: {e}"])
-    finally:
-        remove_scratch(base_url, db if created else None, tmp, args.keep)
+    # Each data set twice: in the default epochs (one or two for this size) and in epochs
+    # of 97 messages (dozens), so that retractions and upserts of open rows are checked.
+    for suffix, extra in (("", []), (" [--epoch-events 97]", ["--epoch-events", "97"])):
+        replay_and_compare(rep, binary, base_url, f"{db}_{len(extra)}", path, lines, ref, extra, suffix, args.keep)
+    remove_scratch(base_url, None, tmp, args.keep)
 
     print(rep.closing_line())
     return 1 if rep.failed else 0

@@ -132,7 +132,7 @@ class Gen:
             else:
                 frac = f".{frac_ms:03d}{rng.randrange(10**6):06d}"
         if off == 0:
-            tz = "Z" if plain or rng.random() < 0.9 else "+00:00"
+            tz = "Z" if plain or rng.random() < 0.85 else rng.choice(["z", "+00:00"])
         else:
             sign = "+" if off > 0 else "-"
             tz = f"{sign}{abs(off) // 60:02d}:{abs(off) % 60:02d}"
@@ -465,6 +465,14 @@ def scripted(g: Gen) -> list[dict]:
     return ev
 
 
+def lower_case_zone(g: Gen):
+    """README: 'z' is as good as 'Z' (the generator also mixes them in at random)."""
+    t = T0 + 150 * MINUTE + 123
+    text = g.fmt_time(t, plain=True)
+    assert text.endswith("Z")
+    g.emit(base(g, "edge-lower-z", t, page="/lower-z"), override={"event_time": json.dumps(text[:-1] + "z")})
+
+
 def reused_id_after_watermark(g: Gen):
     """A message reusing an accepted event's id, with a later
     event_time, after W has passed the first one. docs/contract.md §1 makes it a duplicate
@@ -615,6 +623,11 @@ def bad_lines(g: Gen) -> list[bytes]:
         e = good(etype, order_id="o" if etype == "purchase" else None)
         out.append(("invalid_field", L(e, override={name: value})))
     out.append(("invalid_field", L(good("page_view"), dup_key=("device", '"mobile"'))))
+    # README: a lone surrogate escape and a NUL character are no storable string
+    out.append(("invalid_field", L(good("page_view"), override={"page": '"/x\\ud800"'})))
+    out.append(("invalid_field", L(good("page_view"), override={"user_agent": '"a\\u0000b"'})))
+    # README: a UTF-8 byte-order mark is not JSON
+    out.append(("invalid_json", b"\xef\xbb\xbf" + L()))
     # unknown_event_type
     for et in ["checkout", "PageView", "purchase ", "click"]:
         out.append(("unknown_event_type", L(good("page_view"), override={"event_type": json.dumps(et)})))
@@ -637,6 +650,7 @@ def generate(seed: int = 1) -> tuple[bytes, dict]:
         g.emit(ev)
     special_deliveries(g)
     reused_id_after_watermark(g)
+    lower_case_zone(g)
     for ev in sim:
         t = ev["event_time"]
         r = rng.random()

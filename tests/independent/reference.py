@@ -68,7 +68,7 @@ class Reject(Exception):
 # RFC 3339
 
 _RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})\Z",
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})\Z",
     re.ASCII,
 )
 _EPOCH_ORDINAL = _dt.date(1970, 1, 1).toordinal()
@@ -77,7 +77,7 @@ _EPOCH_ORDINAL = _dt.date(1970, 1, 1).toordinal()
 def parse_rfc3339_ms(text: str) -> int | None:
     """Epoch milliseconds (UTC) of an RFC 3339 timestamp, or None when it is invalid.
 
-    README rules: 'T', 't' or a space between date and time; 'Z' or ±HH:MM; years
+    README rules: 'T', 't' or a space between date and time; 'Z', 'z' or ±HH:MM; years
     0001-9999; seconds 00-59 (a leap second :60 is refused); digits below the
     millisecond are truncated.
     """
@@ -95,7 +95,7 @@ def parse_rfc3339_ms(text: str) -> int | None:
     if hour > 23 or minute > 59 or second > 59:
         return None
     ms = int((frac or "")[:3].ljust(3, "0"))
-    if offset == "Z":
+    if offset in ("Z", "z"):
         off_minutes = 0
     else:
         oh, om = int(offset[1:3]), int(offset[4:6])
@@ -140,6 +140,13 @@ def _is_number(v) -> bool:
     return isinstance(v, (int, Decimal)) and not isinstance(v, bool)
 
 
+def dead_letter_payload(line: bytes, reason: str) -> str:
+    """README: a dead letter keeps the message as text, invalid UTF-8 replaced and NUL
+    bytes dropped, cut to its first KiB when it was oversized."""
+    kept = line[:1024] if reason == "oversized" else line
+    return kept.decode("utf-8", "replace").replace("\x00", "")
+
+
 def validate(line: bytes, now_ms: int) -> dict:
     """A validated event (dict with EVENT_COLUMNS + event_id, event_time as epoch ms),
     or raises Reject for the first problem found (README "Order of checks")."""
@@ -174,6 +181,9 @@ def validate(line: bytes, now_ms: int) -> dict:
     def string(name, value, nonempty=False):
         if not isinstance(value, str):
             raise Reject("invalid_field", f"{name} is not a string")
+        # README: PostgreSQL text cannot hold NUL, and a lone surrogate escape is no string.
+        if "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value):
+            raise Reject("invalid_field", f"{name} holds NUL or a lone surrogate")
         if nonempty and value == "":
             raise Reject("invalid_field", f"{name} is empty")
         return value
@@ -185,9 +195,7 @@ def validate(line: bytes, now_ms: int) -> dict:
     if ms is None:
         raise Reject("invalid_field", f"event_time {t!r}")
     ev["event_time"] = ms
-    et = required("event_type")
-    if not isinstance(et, str):
-        raise Reject("invalid_field", "event_type is not a string")
+    et = string("event_type", required("event_type"))
     if et not in EVENT_TYPES:
         raise Reject("unknown_event_type", et)
     ev["event_type"] = et
@@ -266,11 +274,12 @@ def validate(line: bytes, now_ms: int) -> dict:
 # Tables
 
 def split_lines(data: bytes) -> list[bytes]:
-    """Messages of a JSON Lines file: split on "\\n"; a final "\\n" ends the last line."""
+    """Messages of a JSON Lines file: split on "\\n"; a final "\\n" ends the last line;
+    README: a line ending may be "\\r\\n", its "\\r" is not part of the message."""
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
-    return lines
+    return [line[:-1] if line.endswith(b"\r") else line for line in lines]
 
 
 def _floor(ms: int, width: int) -> int:

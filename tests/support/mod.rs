@@ -197,7 +197,16 @@ pub fn expected_tables(t: &Tables) -> BTreeMap<&'static str, Vec<String>> {
             .values()
             .map(|r| {
                 let events: i64 = r.counts.iter().sum();
-                format!("{}|{}|{}|{}|{}|{}|{}", r.window_start, r.window_end, events, types(&r.counts), r.active_users, money(r.revenue_cents), flag(r.is_final))
+                format!(
+                    "{}|{}|{}|{}|{}|{}|{}",
+                    r.window_start,
+                    r.window_end,
+                    events,
+                    types(&r.counts),
+                    r.active_users,
+                    money(r.revenue_cents),
+                    flag(r.is_final)
+                )
             })
             .collect(),
     );
@@ -208,8 +217,17 @@ pub fn expected_tables(t: &Tables) -> BTreeMap<&'static str, Vec<String>> {
             .map(|r| {
                 format!(
                     "{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
-                    r.window_start, r.product_id, r.window_end, r.category, r.views, r.cart_adds, r.cart_removes, r.purchases, r.units,
-                    money(r.revenue_cents), flag(r.is_final)
+                    r.window_start,
+                    r.product_id,
+                    r.window_end,
+                    r.category,
+                    r.views,
+                    r.cart_adds,
+                    r.cart_removes,
+                    r.purchases,
+                    r.units,
+                    money(r.revenue_cents),
+                    flag(r.is_final)
                 )
             })
             .collect(),
@@ -221,8 +239,15 @@ pub fn expected_tables(t: &Tables) -> BTreeMap<&'static str, Vec<String>> {
             .map(|r| {
                 format!(
                     "{}|{}|{}|{}|{}|{}|{}|{}|{}",
-                    r.window_start, r.window_end, r.sessions, r.product_view_sessions, r.cart_sessions, r.checkout_sessions, r.purchase_sessions,
-                    money(r.revenue_cents), flag(r.is_final)
+                    r.window_start,
+                    r.window_end,
+                    r.sessions,
+                    r.product_view_sessions,
+                    r.cart_sessions,
+                    r.checkout_sessions,
+                    r.purchase_sessions,
+                    money(r.revenue_cents),
+                    flag(r.is_final)
                 )
             })
             .collect(),
@@ -234,7 +259,14 @@ pub fn expected_tables(t: &Tables) -> BTreeMap<&'static str, Vec<String>> {
             .map(|r| {
                 format!(
                     "{}|{}|{}|{}|{}|{}|{}|{}",
-                    r.window_start, r.dimension, r.value, r.window_end, r.sessions, r.converted_sessions, money(r.revenue_cents), flag(r.is_final)
+                    r.window_start,
+                    r.dimension,
+                    r.value,
+                    r.window_end,
+                    r.sessions,
+                    r.converted_sessions,
+                    money(r.revenue_cents),
+                    flag(r.is_final)
                 )
             })
             .collect(),
@@ -249,16 +281,28 @@ pub fn expected_tables(t: &Tables) -> BTreeMap<&'static str, Vec<String>> {
 /// with the sessions they summarise; each entry names the check.
 pub fn derived_column_breaches(client: &mut Client) -> Vec<String> {
     let checks = [
-        ("product_stats view_to_cart_rate", "SELECT count(*) FROM product_stats WHERE view_to_cart_rate IS DISTINCT FROM cart_adds::float8 / nullif(views, 0)"),
-        ("product_stats cart_to_purchase_rate", "SELECT count(*) FROM product_stats WHERE cart_to_purchase_rate IS DISTINCT FROM purchases::float8 / nullif(cart_adds, 0)"),
+        (
+            "product_stats view_to_cart_rate",
+            "SELECT count(*) FROM product_stats WHERE view_to_cart_rate IS DISTINCT FROM cart_adds::float8 / nullif(views, 0)",
+        ),
+        (
+            "product_stats cart_to_purchase_rate",
+            "SELECT count(*) FROM product_stats WHERE cart_to_purchase_rate IS DISTINCT FROM purchases::float8 / nullif(cart_adds, 0)",
+        ),
         ("funnel conversion_rate", "SELECT count(*) FROM funnel WHERE abs(conversion_rate - purchase_sessions::float8 / sessions) > 1e-12"),
-        ("conversion conversion_rate", "SELECT count(*) FROM conversion WHERE abs(conversion_rate - converted_sessions::float8 / sessions) > 1e-12"),
-        ("funnel vs sessions", "SELECT count(*) FROM funnel f LEFT JOIN LATERAL (
+        (
+            "conversion conversion_rate",
+            "SELECT count(*) FROM conversion WHERE abs(conversion_rate - converted_sessions::float8 / sessions) > 1e-12",
+        ),
+        (
+            "funnel vs sessions",
+            "SELECT count(*) FROM funnel f LEFT JOIN LATERAL (
             SELECT count(*) n, avg(bounced::int) bounce, avg(duration_seconds) avg_s,
                    sum(cart_abandoned::int)::float8 / nullif(sum((cart_adds > 0)::int), 0) abandon
             FROM sessions s WHERE s.session_start >= f.window_start AND s.session_start < f.window_end) x ON true
             WHERE x.n <> f.sessions OR abs(x.bounce - f.bounce_rate) > 1e-9 OR abs(x.avg_s - f.avg_session_seconds) > 1e-6
-               OR (x.abandon IS NULL) <> (f.cart_abandonment_rate IS NULL) OR abs(x.abandon - f.cart_abandonment_rate) > 1e-9"),
+               OR (x.abandon IS NULL) <> (f.cart_abandonment_rate IS NULL) OR abs(x.abandon - f.cart_abandonment_rate) > 1e-9",
+        ),
     ];
     let mut breaches = Vec::new();
     for (name, sql) in checks {
@@ -387,7 +431,11 @@ impl PgServer {
 impl Drop for PgServer {
     fn drop(&mut self) {
         let script = format!("'{}/pg_ctl' -D '{}/data' -m immediate stop >/dev/null 2>&1", self.bin.display(), self.dir.display());
-        let _ = if is_root() { Command::new("su").args(["postgres", "-s", "/bin/sh", "-c", &script]).status() } else { Command::new("sh").args(["-c", &script]).status() };
+        let _ = if is_root() {
+            Command::new("su").args(["postgres", "-s", "/bin/sh", "-c", &script]).status()
+        } else {
+            Command::new("sh").args(["-c", &script]).status()
+        };
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

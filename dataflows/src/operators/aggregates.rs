@@ -58,7 +58,7 @@ impl WindowAggregate for Traffic {
     }
 
     fn row(&self, (window_start, window_end): (Millis, Millis), _: &(), is_final: bool) -> Option<TrafficRow> {
-        (self.counts.iter().sum::<i64>() > 0).then(|| TrafficRow {
+        (self.counts.iter().sum::<i64>() > 0).then_some(TrafficRow {
             window_start,
             window_end,
             counts: self.counts,
@@ -83,7 +83,8 @@ pub struct ProductHit {
 impl ProductHit {
     /// The product and hit of an event of the four product types; `None` for others.
     pub fn of(e: &Event) -> Option<(String, ProductHit)> {
-        let counted = matches!(e.event_type, EventType::ProductView | EventType::AddToCart | EventType::RemoveFromCart | EventType::Purchase);
+        let counted =
+            matches!(e.event_type, EventType::ProductView | EventType::AddToCart | EventType::RemoveFromCart | EventType::Purchase);
         let product = e.product_id.clone().filter(|_| counted)?;
         let hit = ProductHit {
             time: e.event_time,
@@ -224,7 +225,12 @@ impl WindowAggregate for Conversion {
         self.open_sessions += d * i64::from(!s.is_final);
     }
 
-    fn row(&self, (window_start, window_end): (Millis, Millis), (dimension, value): &(String, String), is_final: bool) -> Option<ConversionRow> {
+    fn row(
+        &self,
+        (window_start, window_end): (Millis, Millis),
+        (dimension, value): &(String, String),
+        is_final: bool,
+    ) -> Option<ConversionRow> {
         (self.sessions > 0).then(|| ConversionRow {
             window_start,
             window_end,

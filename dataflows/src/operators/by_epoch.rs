@@ -114,9 +114,11 @@ impl<'scope, D: ExchangeData + Clone> ByEpoch<'scope, D> for VecCollection<'scop
                     marks.for_each_stamp(|cap, batches| {
                         for batch in batches {
                             for (time, mark) in batch.drain(..) {
-                                let entry = pending
-                                    .entry(time)
-                                    .or_insert_with(|| Pending { capability: cap.delayed(&time, 0), updates: Vec::new(), watermark: None });
+                                let entry = pending.entry(time).or_insert_with(|| Pending {
+                                    capability: cap.delayed(&time, 0),
+                                    updates: Vec::new(),
+                                    watermark: None,
+                                });
                                 entry.watermark = Some(entry.watermark.map_or(mark, |w| w.min(mark)));
                             }
                         }

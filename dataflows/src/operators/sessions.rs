@@ -236,12 +236,19 @@ mod tests {
         assert_eq!(purchase_first[0].funnel_step, 2);
         assert!(purchase_first[0].converted(), "converted counts purchases, in any order");
         let full = run(
-            vec![click("a", 0, PageView), click("b", 10, ProductView), click("c", 20, AddToCart), click("d", 30, BeginCheckout), click("e", 40, Purchase)],
+            vec![
+                click("a", 0, PageView),
+                click("b", 10, ProductView),
+                click("c", 20, AddToCart),
+                click("d", 30, BeginCheckout),
+                click("e", 40, Purchase),
+            ],
             0,
         );
         assert_eq!(full[0].funnel_step, 5);
         // Ties count: steps reached at the same millisecond follow each other.
-        let tied = run(vec![click("z", 5, Purchase), click("y", 5, BeginCheckout), click("x", 5, AddToCart), click("w", 5, ProductView)], 0);
+        let tied =
+            run(vec![click("z", 5, Purchase), click("y", 5, BeginCheckout), click("x", 5, AddToCart), click("w", 5, ProductView)], 0);
         assert_eq!(tied[0].funnel_step, 5);
         assert_eq!(tied[0].landing_page, "/w", "ties are ordered by event_id");
     }
