@@ -116,6 +116,31 @@ fn assert_mid_run(client: &mut postgres::Client) {
     assert!(committed > 0 && open > 0, "the killed runs committed {committed} messages and left {open} open sessions");
 }
 
+/// Runs `process ARGS -w W` once per entry of `workers`, ending each run mid-way: odd
+/// rounds crash inside the first or second commit carrying messages (the failpoint),
+/// even rounds are killed with SIGKILL up to 150 ms after a commit, while commits are
+/// slowed so that the kill often lands in one. Instants come from a seed, printed.
+fn interrupted_runs(args: &[&str], workers: &[&str], url: &str, dir: &Path) {
+    let seed = now_ms() as u64;
+    let mut rng = SmallRng::seed_from_u64(seed);
+    eprintln!("kill instants from seed {seed}");
+    for (round, w) in workers.iter().enumerate() {
+        let args = [args, &["-w", w]].concat();
+        if round % 2 == 1 {
+            let n = rng.random_range(1..3u32).to_string();
+            let mut child = spawn_clickflow(&args, &[("CLICKFLOW_TEST_CRASH_IN_COMMIT", n.clone())], dir, "crash");
+            let status = wait(&mut child, Duration::from_secs(120), "a run asked to crash");
+            assert!(!status.success(), "the run crashed in commit {n}: {}", stderr_of(dir, "crash"));
+        } else {
+            let mut child = spawn_clickflow(&args, &[("CLICKFLOW_TEST_COMMIT_DELAY_MS", "20".into())], dir, "kill");
+            let after = Duration::from_millis(rng.random_range(0..150));
+            assert!(kill_mid_run(&mut child, url, after), "killed mid-run: {}", stderr_of(dir, "kill"));
+        }
+    }
+    let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    assert_mid_run(&mut client);
+}
+
 /// A data file spanning about 22 hours of event time (so that a restart reads back only
 /// the last hours), where every 10th line comes again 25 lines later, within the
 /// watermark delay: many duplicate pairs straddle a commit, and so a restart.
@@ -144,29 +169,9 @@ fn a_file_replay_killed_at_random_resumes_with_identical_tables() {
     let dir = scratch("restart-file");
     let (file, lines, expected) = sparse_data_with_resent_copies(&dir);
     let db = TestDb::new("restart_file");
-    let seed = now_ms() as u64;
-    let mut rng = SmallRng::seed_from_u64(seed);
-    eprintln!("kill instants from seed {seed}");
-    for round in 0..4 {
-        let workers = ["1", "2"][round % 2];
-        let args = ["process", "--input", &file, "--postgres", &db.url, "--quiet", "-w", workers, "--epoch-events", "500"];
-        if round % 2 == 0 {
-            // A crash exactly inside the n-th commit of this run.
-            let n = rng.random_range(1..3u32).to_string();
-            let mut child = spawn_clickflow(&args, &[("CLICKFLOW_TEST_CRASH_IN_COMMIT", n.clone())], &dir, "crash");
-            let status = wait(&mut child, Duration::from_secs(120), "a run asked to crash");
-            assert!(!status.success(), "the run crashed in commit {n}: {}", stderr_of(&dir, "crash"));
-        } else {
-            let mut child = spawn_clickflow(&args, &[("CLICKFLOW_TEST_COMMIT_DELAY_MS", "20".into())], &dir, "kill");
-            assert!(
-                kill_mid_run(&mut child, &db.url, Duration::from_millis(rng.random_range(0..150))),
-                "killed mid-run: {}",
-                stderr_of(&dir, "kill")
-            );
-        }
-    }
+    let args = ["process", "--input", &file, "--postgres", &db.url, "--quiet", "--epoch-events", "500"];
+    interrupted_runs(&args, &["1", "2", "1", "2"], &db.url, &dir);
     let mut client = db.client();
-    assert_mid_run(&mut client);
     let mut child = spawn_clickflow(&["process", "--input", &file, "--postgres", &db.url, "--quiet"], &[], &dir, "last");
     assert!(wait(&mut child, Duration::from_secs(120), "the last run").success(), "{}", stderr_of(&dir, "last"));
     let log = stderr_of(&dir, "last");
@@ -193,42 +198,22 @@ fn a_kafka_drain_killed_at_random_resumes_with_identical_tables() {
     clickflow(&args);
 
     let db = TestDb::new("restart_kafka");
-    let seed = now_ms() as u64;
-    let mut rng = SmallRng::seed_from_u64(seed);
-    eprintln!("kill instants from seed {seed}");
-    for round in 0..4 {
-        let workers = ["2", "1", "3", "2"][round];
-        let args = [
-            "process",
-            "--brokers",
-            &brokers,
-            "--topic",
-            "restart",
-            "--until-idle",
-            "3s",
-            "--postgres",
-            &db.url,
-            "--quiet",
-            "-w",
-            workers,
-            "--epoch-events",
-            "400",
-        ];
-        if round % 2 == 1 {
-            let n = rng.random_range(1..3u32).to_string();
-            let mut child = spawn_clickflow(&args, &[("CLICKFLOW_TEST_CRASH_IN_COMMIT", n)], &dir, "crash");
-            assert!(!wait(&mut child, Duration::from_secs(120), "a run asked to crash").success(), "{}", stderr_of(&dir, "crash"));
-        } else {
-            let mut child = spawn_clickflow(&args, &[("CLICKFLOW_TEST_COMMIT_DELAY_MS", "20".into())], &dir, "kill");
-            assert!(
-                kill_mid_run(&mut child, &db.url, Duration::from_millis(rng.random_range(0..150))),
-                "killed mid-run: {}",
-                stderr_of(&dir, "kill")
-            );
-        }
-    }
+    let args = [
+        "process",
+        "--brokers",
+        &brokers,
+        "--topic",
+        "restart",
+        "--until-idle",
+        "3s",
+        "--postgres",
+        &db.url,
+        "--quiet",
+        "--epoch-events",
+        "400",
+    ];
+    interrupted_runs(&args, &["2", "1", "3", "2"], &db.url, &dir);
     let mut client = db.client();
-    assert_mid_run(&mut client);
     let last = ["process", "--brokers", &brokers, "--topic", "restart", "--until-idle", "3s", "--postgres", &db.url, "--quiet", "-w", "2"];
     let mut child = spawn_clickflow(&last, &[], &dir, "last");
     assert!(wait(&mut child, Duration::from_secs(120), "the last run").success(), "{}", stderr_of(&dir, "last"));
