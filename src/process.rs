@@ -138,9 +138,23 @@ pub fn run(options: Options) -> Result<Outcome> {
     let started = Instant::now();
     let read = Arc::new(AtomicU64::new(0));
     let mut sink = PgSink::connect(&options.postgres)?;
+    let mut options = options;
+    let at_start = sink.checkpoint()?;
     loop {
         match attempt(&options, sink, &stop, &metrics, &read) {
-            Err(e) if is_unavailable(&e) => sink = reconnect(&options, &stop, e)?,
+            Err(e) if is_unavailable(&e) && matches!(&options.input, Input::File(path) if path == "-") => {
+                return Err(e.context(
+                    "PostgreSQL went away while reading standard input, which cannot be read again; a file resumes after the last commit",
+                ));
+            }
+            Err(e) if is_unavailable(&e) => {
+                sink = reconnect(&options, &stop, e)?;
+                // `--from-start` holds until this run's first commit; from then on the
+                // positions it committed are where to resume.
+                if options.from_start && sink.checkpoint()? != at_start {
+                    options.from_start = false;
+                }
+            }
             result => {
                 let (counts, finished) = result?;
                 let read = read.load(Ordering::Relaxed);
@@ -237,22 +251,51 @@ fn attempt(
         kafka_partitions,
     });
     let config = timely::Config::process(options.workers.max(1));
-    let guards = timely::execute(config, move |worker| {
-        let result = work(worker, &shared);
-        if result.is_err() {
-            shared.failed.store(true, Ordering::Relaxed);
-        }
-        result
-    })
-    .map_err(|e| anyhow!("cannot start timely workers: {e}"))?;
+    let guards = timely::execute(config, move |worker| work(worker, &shared)).map_err(|e| anyhow!("cannot start timely workers: {e}"))?;
     let mut outcome = None;
+    let mut errors = Vec::new();
     for result in guards.join() {
-        // Worker 0's error comes first: it owns the writer, whose failure stops the rest.
-        if let Some(o) = result.map_err(|e| anyhow!("a worker failed: {e}"))?? {
-            outcome = Some(o);
+        match result {
+            Ok(Ok(Some(o))) => outcome = Some(o),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => errors.push(e),
+            Err(panic) => errors.push(anyhow!("a timely worker panicked: {panic}")),
         }
     }
+    // The failure that stopped the others, rather than theirs.
+    if let Some(i) = errors.iter().position(|e| !e.is::<Abandoned>()).or(errors.len().checked_sub(1)) {
+        return Err(errors.swap_remove(i));
+    }
     outcome.ok_or_else(|| anyhow!("worker 0 reported nothing"))
+}
+
+/// A worker's error when another worker failed first.
+#[derive(Debug)]
+struct Abandoned;
+
+impl std::fmt::Display for Abandoned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("another worker failed")
+    }
+}
+
+impl std::error::Error for Abandoned {}
+
+/// Marks the attempt failed when dropped armed: on any early return or panic of a worker.
+/// Declared after the worker's inputs, it is dropped before them, so that the others
+/// know of the failure before the epoch those inputs held open can complete: an epoch
+/// cut short is never written.
+struct FailGuard<'a> {
+    failed: &'a AtomicBool,
+    armed: bool,
+}
+
+impl Drop for FailGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.failed.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 /// Where to read the file at `path` from: its committed position, if the database
@@ -310,6 +353,7 @@ fn work(worker: &mut Worker, shared: &Shared) -> Result<Option<(Counts, bool)>> 
         collect(changes, collected.clone());
         inputs
     });
+    let mut guard = FailGuard { failed: &shared.failed, armed: true };
     let (index, peers) = (worker.index(), worker.peers());
     let (file, mut sink) = if index == 0 {
         let (file, writer, metrics) = shared.worker0.lock().expect("not poisoned").take().expect("worker 0 runs once");
@@ -329,7 +373,7 @@ fn work(worker: &mut Worker, shared: &Shared) -> Result<Option<(Counts, bool)>> 
                 .map(|k| Box::new(k) as Box<dyn Source>)
         }
     };
-    let failed = || shared.failed.load(Ordering::Relaxed);
+    let failed = || shared.failed.load(Ordering::SeqCst);
     let mut ended = true;
     if let Some(mut source) = source {
         let mut reading = Reading::new(source.as_ref(), shared);
@@ -366,25 +410,29 @@ fn work(worker: &mut Worker, shared: &Shared) -> Result<Option<(Counts, bool)>> 
     }
     drop(inputs);
     while worker.step_or_park(Some(Duration::from_millis(1))) {
-        if !failed() {
-            hand_over(&mut sink, &collected, shared, false)?;
-        }
+        hand_over(&mut sink, &collected, shared, false)?;
     }
     if failed() {
-        return Err(anyhow!("another worker failed"));
+        return Err(Abandoned.into());
     }
     hand_over(&mut sink, &collected, shared, true)?;
-    match sink {
+    let result = match sink {
         Some((mut writer, reporter)) => {
             writer.finish()?;
-            Ok(Some((reporter.totals(), ended && !shared.stop.load(Ordering::Relaxed))))
+            Some((reporter.totals(), ended && !shared.stop.load(Ordering::Relaxed)))
         }
-        None => Ok(None),
-    }
+        None => None,
+    };
+    guard.armed = false;
+    Ok(result)
 }
 
-/// Hands collected batches to the writer on worker 0; nothing elsewhere.
+/// Hands collected batches to the writer on worker 0; nothing elsewhere, and nothing
+/// once the attempt has failed (the next one resumes after the last commit).
 fn hand_over(sink: &mut Option<(Writer, Reporter)>, collected: &Rc<RefCell<Collected>>, shared: &Shared, last: bool) -> Result<()> {
+    if shared.failed.load(Ordering::SeqCst) {
+        return Ok(());
+    }
     match sink {
         Some((writer, reporter)) => reporter.hand_over(collected, writer, shared.read.load(Ordering::Relaxed), last),
         None => Ok(()),

@@ -233,6 +233,7 @@ fn postgres_restarting_mid_run_loses_and_doubles_nothing() {
     let mut admin = postgres::Client::connect(&server.url("postgres"), postgres::NoTls).unwrap();
     admin.batch_execute("CREATE DATABASE gives_up").unwrap();
     admin.batch_execute("CREATE DATABASE rides_out").unwrap();
+    admin.batch_execute("CREATE DATABASE from_start").unwrap();
     drop(admin);
     let delay = [("CLICKFLOW_TEST_COMMIT_DELAY_MS", "1000".to_owned())];
 
@@ -263,6 +264,38 @@ fn postgres_restarting_mid_run_loses_and_doubles_nothing() {
     assert!(log.contains("is unavailable") && log.contains("answers again"), "the outage was seen and ridden out: {log}");
     let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     assert_exactly_once(&mut client, &expected, lines.len());
+
+    // `--from-start` holds until the run's first commit: after an outage the run resumes
+    // after that commit, not from the start again. The database first holds part of the
+    // file, then the file under another name is read from its start.
+    let url = server.url("from_start");
+    let mut child = spawn_clickflow(
+        &["process", "--input", &file, "--postgres", &url, "--quiet"],
+        &[("CLICKFLOW_TEST_CRASH_IN_COMMIT", "1".into())],
+        &dir,
+        "first_part",
+    );
+    assert!(!wait(&mut child, Duration::from_secs(60), "a run asked to crash").success(), "{}", stderr_of(&dir, "first_part"));
+    let before = committed(&url);
+    let again = dir.join("again.jsonl");
+    std::fs::copy(&file, &again).unwrap();
+    let args = ["process", "--input", again.to_str().unwrap(), "--postgres", &url, "--quiet", "--from-start"];
+    let mut child = spawn_clickflow(&args, &delay, &dir, "from_start");
+    assert!(wait_for_commit(&mut child, &url, before), "mid-run: {}", stderr_of(&dir, "from_start"));
+    server.down();
+    std::thread::sleep(Duration::from_secs(1));
+    server.up();
+    assert!(
+        wait(&mut child, Duration::from_secs(120), "a --from-start run whose database restarted").success(),
+        "{}",
+        stderr_of(&dir, "from_start")
+    );
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let (input, duplicates, dead, _, _) = last_progress(&mut client);
+    assert_eq!(input, before + lines.len() as i64, "every line of the second file counted once: {}", stderr_of(&dir, "from_start"));
+    let rows: i64 = client.query_one("SELECT (SELECT count(*) FROM events_raw) + (SELECT count(*) FROM dead_letters)", &[]).unwrap().get(0);
+    assert_eq!(rows + duplicates, input, "accounting identity");
+    assert!(dead > 0);
 
     // The run that gave up is finished by the next one.
     let url = server.url("gives_up");

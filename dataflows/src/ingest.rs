@@ -305,6 +305,9 @@ impl Ingest {
         let p = state.partitions.entry(self.partition.clone()).or_insert(Partition { max_event_time: None, active_at: now });
         p.max_event_time = Some(p.max_event_time.map_or(event.event_time, |m| m.max(event.event_time)));
         p.active_at = now;
+        // W takes the event in now, while its partition is active: a partition that then
+        // falls idle (a stalled reader, a slow database) must not leave it behind.
+        state.watermark(now);
         drop(state);
         if self.max_event_time.is_none_or(|m| event.event_time > m) {
             self.max_event_time = Some(event.event_time);
@@ -453,5 +456,17 @@ mod tests {
         assert!(is_accepted(&second.admit(&line("b", T0 + 180_000), NOW)));
         assert_eq!(second.watermark(NOW), T0 + 120_000, "the restored partition keeps moving W");
         assert_eq!(second.counts(), Counts { input: 4, accepted: 2, duplicates: 1, dead_letters: 1, late: 1 });
+    }
+
+    #[test]
+    fn a_stall_after_an_event_does_not_hold_the_watermark_back() {
+        // One partition with an idle timeout (a one-partition topic): W moves with every
+        // accepted event, whatever the wall clock does between them.
+        let mut ingest = Ingest::new(InputState::new(60_000, 30_000, DAY), "p", NOW);
+        assert!(is_accepted(&ingest.admit(&line("a", T0), NOW)));
+        assert!(is_accepted(&ingest.admit(&line("b", T0 + 120_000), NOW + 1)));
+        // Sixty seconds of nothing: the partition is idle when the next message comes.
+        let late = ingest.admit(&line("c", T0 + 59_999), NOW + 60_000);
+        assert!(matches!(late, Admission::Rejected(r) if r.reason == Reason::Late), "W is T0 + 60 s, as without the stall");
     }
 }

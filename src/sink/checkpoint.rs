@@ -8,6 +8,7 @@
 //! the processor feeds them to the dataflow in its restore epoch.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use dataflows::event::{Event, EventType};
@@ -93,32 +94,32 @@ impl PgSink {
     /// restore epoch emits.
     pub fn open_state_events(&mut self, session_gap: Millis) -> Result<Vec<Event>> {
         let client = self.client();
-        let bound: Option<i64> = client
+        let bound: Option<SystemTime> = client
             .query_one(
-                "SELECT (extract(epoch FROM least(
+                "SELECT least(
                      (SELECT min(session_start) FROM sessions WHERE NOT is_final),
                      (SELECT min(window_start) FROM traffic WHERE NOT is_final),
                      (SELECT min(window_start) FROM product_stats WHERE NOT is_final),
                      (SELECT min(window_start) FROM funnel WHERE NOT is_final),
-                     (SELECT min(window_start) FROM conversion WHERE NOT is_final))) * 1000)::bigint",
+                     (SELECT min(window_start) FROM conversion WHERE NOT is_final))",
                 &[],
             )
             .context("cannot find the open rows")?
             .get(0);
         let Some(bound) = bound else { return Ok(Vec::new()) };
+        let near = bound + Duration::from_millis(session_gap.max(0) as u64);
         let sql = format!(
             "WITH near AS (
-                 SELECT DISTINCT user_id FROM events_raw
-                 WHERE event_time >= to_timestamp($1::bigint / 1000.0) AND event_time < to_timestamp(($1::bigint + $2::bigint) / 1000.0)),
+                 SELECT DISTINCT user_id FROM events_raw WHERE event_time >= $1 AND event_time < $2),
              straddling AS (
                  SELECT s.user_id, s.session_start FROM near JOIN sessions s USING (user_id)
-                 WHERE s.session_start < to_timestamp($1::bigint / 1000.0) AND s.session_end >= to_timestamp($1::bigint / 1000.0))
-             SELECT {EVENT_COLUMNS} FROM events_raw e WHERE e.event_time >= to_timestamp($1::bigint / 1000.0)
+                 WHERE s.session_start < $1 AND s.session_end >= $1)
+             SELECT {EVENT_COLUMNS} FROM events_raw e WHERE e.event_time >= $1
              UNION ALL
              SELECT {EVENT_COLUMNS} FROM straddling s JOIN events_raw e
-                 ON e.user_id = s.user_id AND e.event_time >= s.session_start AND e.event_time < to_timestamp($1::bigint / 1000.0)"
+                 ON e.user_id = s.user_id AND e.event_time >= s.session_start AND e.event_time < $1"
         );
-        let rows = client.query(&sql, &[&bound, &session_gap]).context("cannot read the open rows' events from events_raw")?;
+        let rows = client.query(&sql, &[&bound, &near]).context("cannot read the open rows' events from events_raw")?;
         rows.iter().map(event).collect()
     }
 
@@ -128,16 +129,23 @@ impl PgSink {
         if watermark == Millis::MAX {
             return Ok(Vec::new());
         }
-        let since = watermark.saturating_sub(horizon).max(-62_135_596_800_000); // 0001-01-01
+        let since = instant(watermark.saturating_sub(horizon).max(-62_135_596_800_000)); // 0001-01-01 at the earliest
         let rows = self
             .client()
-            .query(
-                "SELECT event_id, (extract(epoch FROM event_time) * 1000)::bigint FROM events_raw
-                 WHERE event_time >= to_timestamp($1::bigint / 1000.0)",
-                &[&since],
-            )
+            .query("SELECT event_id, (extract(epoch FROM event_time) * 1000)::bigint FROM events_raw WHERE event_time >= $1", &[&since])
             .context("cannot read recent event ids from events_raw")?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+}
+
+/// `ms` milliseconds after (or before) the Unix epoch, as a bind parameter for
+/// `timestamptz`: exact, where a float through `to_timestamp` is not for early years.
+fn instant(ms: Millis) -> SystemTime {
+    let span = Duration::from_millis(ms.unsigned_abs());
+    if ms >= 0 {
+        UNIX_EPOCH + span
+    } else {
+        UNIX_EPOCH - span
     }
 }
 

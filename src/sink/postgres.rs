@@ -69,7 +69,16 @@ impl PgSink {
     /// Connects, takes the writer lock (one processor per database) and brings the
     /// schema up to date.
     pub fn connect(url: &str) -> Result<PgSink> {
-        let client = Client::connect(url, NoTls).with_context(|| format!("cannot connect to PostgreSQL at {}", redact(url)))?;
+        let cannot = || format!("cannot connect to PostgreSQL at {}", redact(url));
+        let mut config: postgres::Config = url.parse().with_context(cannot)?;
+        // A server that vanishes without a word (a dead host, a cut network) becomes an
+        // error, and so a retry, within about half a minute instead of a hang.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        config.keepalives_idle(Duration::from_secs(15)).keepalives_interval(Duration::from_secs(5)).keepalives_retries(3);
+        config.tcp_user_timeout(Duration::from_secs(30));
+        let client = config.connect(NoTls).with_context(cannot)?;
         let hook = |var: &str| std::env::var(var).ok().and_then(|v| v.parse::<u64>().ok());
         let (commit_delay, crash_in) = (hook(COMMIT_DELAY_VAR).map(Duration::from_millis), hook(CRASH_IN_COMMIT_VAR));
         let mut sink = PgSink { client, identities: BTreeMap::new(), commit_delay, crash_in };

@@ -52,14 +52,27 @@ pub fn identity(path: &str) -> Result<Option<String>> {
 }
 
 /// Whether the file at `path` is the one `recorded` (an [`identity`]) names, read up to
-/// byte `offset`: the same first bytes, and at least that long (it may have grown).
+/// byte `offset`: the same first bytes, at least that long (it may have grown), and a
+/// line ending just before `offset`.
 pub fn is_same(path: &str, recorded: &str, offset: i64) -> Result<bool> {
     let head = recorded.split_once("head=").and_then(|(_, h)| h.split_once(':'));
     let Some((n, hash)) = head.and_then(|(n, h)| Some((n.parse::<u64>().ok()?, u64::from_str_radix(h, 16).ok()?))) else {
         return Ok(false);
     };
+    let offset = offset.max(0) as u64;
     let size = std::fs::metadata(path).with_context(|| format!("cannot open input file {path}"))?.len();
-    Ok(size >= n && size >= offset.max(0) as u64 && head_hash(path, n)? == hash)
+    if size < n || size < offset || head_hash(path, n)? != hash {
+        return Ok(false);
+    }
+    if offset == 0 {
+        return Ok(true);
+    }
+    let mut before = [0u8];
+    let mut file = File::open(path).with_context(|| format!("cannot read input file {path}"))?;
+    file.seek(SeekFrom::Start(offset - 1))
+        .and_then(|_| file.read_exact(&mut before))
+        .with_context(|| format!("cannot read input file {path}"))?;
+    Ok(before[0] == b'\n')
 }
 
 fn head_hash(path: &str, n: u64) -> Result<u64> {
@@ -223,6 +236,7 @@ mod tests {
         assert!(is_same(path, &id, 15).unwrap());
         std::fs::write(dir.join("in.jsonl"), b"one\r\ntwo\nthree\nfour\n").unwrap();
         assert!(is_same(path, &id, 15).unwrap(), "a file that grew is the same file");
+        assert!(!is_same(path, &id, 14).unwrap(), "resuming mid-line is not resuming this file");
         std::fs::write(dir.join("in.jsonl"), b"uno\r\ntwo\nthree\n").unwrap();
         assert!(!is_same(path, &id, 15).unwrap());
         std::fs::remove_dir_all(&dir).unwrap();
