@@ -5,8 +5,8 @@
 //! a restart reads back is in `checkpoint`). Each transaction also records where every
 //! source partition resumes, its running totals, and the watermark the operators
 //! reached, so a restart resumes exactly after the last commit. Rows already final in
-//! the database are never changed (`WHERE NOT is_final`), and events and dead letters
-//! are written once per key.
+//! the database are never changed (`WHERE NOT is_final`); accepted events are appended,
+//! and dead letters written once per source position.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -133,15 +133,7 @@ impl PgSink {
 
     fn prepare_staging(&mut self) -> Result<()> {
         let mut sql = String::new();
-        let tables = [
-            &EVENTS_RAW,
-            &DEAD_LETTERS,
-            &SessionRow::TABLE,
-            &TrafficRow::TABLE,
-            &ProductRow::TABLE,
-            &FunnelRow::TABLE,
-            &ConversionRow::TABLE,
-        ];
+        let tables = [&DEAD_LETTERS, &SessionRow::TABLE, &TrafficRow::TABLE, &ProductRow::TABLE, &FunnelRow::TABLE, &ConversionRow::TABLE];
         for t in tables {
             sql.push_str(&format!(
                 "CREATE TEMP TABLE IF NOT EXISTS stage_{0} ON COMMIT DELETE ROWS AS SELECT {1} FROM {0} WITH NO DATA;
@@ -158,7 +150,7 @@ impl PgSink {
     /// reached, and `progress` if given, in one transaction.
     pub fn write(&mut self, batch: &Batch, progress: Option<&ProgressRow>) -> Result<()> {
         let mut tx = self.client.transaction()?;
-        insert_new(&mut tx, &EVENTS_RAW, &batch.events, write_event)?;
+        append(&mut tx, &EVENTS_RAW, &batch.events, write_event)?;
         insert_new(&mut tx, &DEAD_LETTERS, &batch.dead_letters, write_dead_letter)?;
         upsert(&mut tx, &batch.sessions)?;
         upsert(&mut tx, &batch.traffic)?;
@@ -251,17 +243,34 @@ fn copy(tx: &mut Transaction<'_>, table: &str, columns: &[&str], data: &str) -> 
     Ok(())
 }
 
-/// Inserts rows whose key is new; rows already present are left as they are.
-fn insert_new<T>(tx: &mut Transaction<'_>, t: &Table, items: &[T], write: fn(&T, &mut CopyLine)) -> Result<()> {
-    if items.is_empty() {
-        return Ok(());
-    }
+/// The COPY text of `items`.
+fn copy_text<T>(items: &[T], write: fn(&T, &mut CopyLine)) -> String {
     let (mut line, mut data) = (CopyLine::default(), String::new());
     for item in items {
         write(item, &mut line);
         line.finish_into(&mut data);
     }
-    copy(tx, &format!("stage_{}", t.name), t.columns, &data)?;
+    data
+}
+
+/// Appends rows straight to the table. For `events_raw`: an `(event_id, event_time)` is
+/// accepted once (dedupe forgets an id only when W has passed its time plus the horizon,
+/// and an event that old is late), and a restart writes only what was never committed,
+/// so a key can never come twice; if it did, the write would fail, not drop it.
+fn append<T>(tx: &mut Transaction<'_>, t: &Table, items: &[T], write: fn(&T, &mut CopyLine)) -> Result<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    copy(tx, t.name, t.columns, &copy_text(items, write))
+}
+
+/// Inserts rows whose key is new; rows already present are left as they are (dead
+/// letters: a line read again with `--from-start` keeps its first).
+fn insert_new<T>(tx: &mut Transaction<'_>, t: &Table, items: &[T], write: fn(&T, &mut CopyLine)) -> Result<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    copy(tx, &format!("stage_{}", t.name), t.columns, &copy_text(items, write))?;
     let columns = t.columns.join(", ");
     tx.batch_execute(&format!(
         "INSERT INTO {0} ({1}) SELECT {1} FROM stage_{0} ON CONFLICT ({2}) DO NOTHING",
