@@ -110,8 +110,9 @@ type Worker0 = (Option<FileSource>, Writer, Option<Metrics>);
 struct Shared {
     options: Options,
     checkpoint: Checkpoint,
-    /// Every source partition of the input, read by some worker.
-    sources: Vec<String>,
+    /// Every source partition of the input (each read by some worker), and where it
+    /// resumes: its committed position, or its start with `--from-start`.
+    starts: BTreeMap<String, Position>,
     input: InputState,
     /// The restore epoch's events, taken by worker 0.
     restore: Mutex<Option<Vec<Event>>>,
@@ -140,8 +141,9 @@ pub fn run(options: Options) -> Result<Outcome> {
     let mut sink = PgSink::connect(&options.postgres)?;
     let mut options = options;
     let at_start = sink.checkpoint()?;
+    let mut checkpoint = at_start.clone();
     loop {
-        match attempt(&options, sink, &stop, &metrics, &read) {
+        match attempt(&options, sink, checkpoint, &stop, &metrics, &read) {
             Err(e) if is_unavailable(&e) && matches!(&options.input, Input::File(path) if path == "-") => {
                 return Err(e.context(
                     "PostgreSQL went away while reading standard input, which cannot be read again; a file resumes after the last commit",
@@ -149,9 +151,10 @@ pub fn run(options: Options) -> Result<Outcome> {
             }
             Err(e) if is_unavailable(&e) => {
                 sink = reconnect(&options, &stop, e)?;
+                checkpoint = sink.checkpoint()?;
                 // `--from-start` holds until this run's first commit; from then on the
                 // positions it committed are where to resume.
-                if options.from_start && sink.checkpoint()? != at_start {
+                if checkpoint != at_start {
                     options.from_start = false;
                 }
             }
@@ -198,37 +201,43 @@ fn reconnect(options: &Options, stop: &AtomicBool, error: anyhow::Error) -> Resu
     unreachable!("the loop only ends by returning")
 }
 
-/// One attempt: restore from the checkpoint, then read and write until the input ends,
-/// a signal stops it, or something fails. Returns the running totals and whether the
-/// input ended.
+/// One attempt: restore from `checkpoint` (what `sink`'s database committed last), then
+/// read and write until the input ends, a signal stops it, or something fails. Returns
+/// the running totals and whether the input ended.
 fn attempt(
     options: &Options,
     mut sink: PgSink,
+    checkpoint: Checkpoint,
     stop: &Arc<AtomicBool>,
     metrics: &Option<Metrics>,
     read: &Arc<AtomicU64>,
 ) -> Result<(Counts, bool)> {
-    let checkpoint = sink.checkpoint()?;
-    let (file, kafka_partitions, sources) = match &options.input {
+    let (file, kafka_partitions, starts) = match &options.input {
         Input::File(path) => {
-            let start = file_start(path, &checkpoint, options.from_start)?;
-            if let Some(identity) = file::identity(path)? {
+            let identity = file::identity(path)?;
+            let start = file_start(path, identity.as_deref(), &checkpoint, options.from_start)?;
+            if let Some(identity) = identity {
                 sink.set_identity(&file::name(path), identity);
             }
-            (Some(FileSource::open(path, start)?), 0, vec![file::name(path)])
+            (Some(FileSource::open(path, start)?), 0, BTreeMap::from([(file::name(path), start)]))
         }
         Input::Kafka { kafka, topic, wait_for_broker, .. } => {
             let n = topic_partitions(kafka, topic, *wait_for_broker, stop)?;
-            (None, n, (0..n as i32).map(|p| kafka::name(topic, p)).collect())
+            let start = |name: &str| checkpoint.sources.get(name).filter(|_| !options.from_start).map(|c| c.position).unwrap_or_default();
+            let starts = (0..n as i32).map(|p| kafka::name(topic, p)).map(|name| {
+                let position = start(&name);
+                (name, position)
+            });
+            (None, n, starts.collect())
         }
     };
     let restore = sink.open_state_events(options.settings.session_gap)?;
     let input = InputState::new(options.watermark_delay, options.idle_timeout, options.dedupe_horizon);
     let now = now_millis();
-    for name in &sources {
+    for name in starts.keys() {
         input.register(name, now);
     }
-    let partitions = sources.iter().filter_map(|n| Some((n.clone(), checkpoint.sources.get(n)?.max_event_time?)));
+    let partitions = starts.keys().filter_map(|n| Some((n.clone(), checkpoint.sources.get(n)?.max_event_time?)));
     input.restore(checkpoint.watermark, partitions, sink.recent_ids(checkpoint.watermark, options.dedupe_horizon)?);
     if checkpoint.watermark != Millis::MIN {
         tracing::info!(
@@ -241,7 +250,7 @@ fn attempt(
     let shared = Arc::new(Shared {
         options: options.clone(),
         checkpoint,
-        sources,
+        starts,
         input,
         restore: Mutex::new(Some(restore)),
         read: read.clone(),
@@ -301,12 +310,13 @@ impl Drop for FailGuard<'_> {
 /// Where to read the file at `path` from: its committed position, if the database
 /// recorded this very file; its start for stdin, with `--from-start`, or on a database
 /// that holds no file's results. Another file is an error naming both.
-fn file_start(path: &str, checkpoint: &Checkpoint, from_start: bool) -> Result<Position> {
+/// `identity` is the file's own now (see `file::identity`).
+fn file_start(path: &str, identity: Option<&str>, checkpoint: &Checkpoint, from_start: bool) -> Result<Position> {
     if path == "-" || from_start {
         return Ok(Position::default());
     }
     let name = file::name(path);
-    let now = file::identity(path)?.unwrap_or_default();
+    let now = identity.unwrap_or_default();
     match checkpoint.sources.get(&name) {
         Some(c) => match &c.identity {
             Some(recorded) if !file::is_same(path, recorded, c.position.offset)? => {
@@ -357,7 +367,7 @@ fn work(worker: &mut Worker, shared: &Shared) -> Result<Option<(Counts, bool)>> 
     let (index, peers) = (worker.index(), worker.peers());
     let (file, mut sink) = if index == 0 {
         let (file, writer, metrics) = shared.worker0.lock().expect("not poisoned").take().expect("worker 0 runs once");
-        let reporter = Reporter::new(options.run_id.clone(), options.progress_interval, metrics, &shared.checkpoint, &shared.sources);
+        let reporter = Reporter::new(options.run_id.clone(), options.progress_interval, metrics, &shared.checkpoint, &shared.starts);
         for event in shared.restore.lock().expect("not poisoned").take().unwrap_or_default() {
             inputs.accept(event);
         }
@@ -368,7 +378,7 @@ fn work(worker: &mut Worker, shared: &Shared) -> Result<Option<(Counts, bool)>> 
     let source: Option<Box<dyn Source>> = match &options.input {
         Input::File(_) => file.map(|f| Box::new(f) as Box<dyn Source>),
         Input::Kafka { kafka, topic, until_idle, .. } => {
-            let start = |name: &str| shared.checkpoint.sources.get(name).filter(|_| !options.from_start).map(|c| c.position.offset);
+            let start = |name: &str| shared.starts.get(name).map(|p| p.offset);
             KafkaSource::assign(kafka, topic, shared.kafka_partitions, (index, peers), &start, *until_idle)?
                 .map(|k| Box::new(k) as Box<dyn Source>)
         }
@@ -452,22 +462,20 @@ struct Reading {
 }
 
 impl Reading {
-    /// Admission for the source's partitions, carrying on from their committed totals
-    /// and positions.
+    /// Admission for the source's partitions, carrying on from their committed totals,
+    /// at the positions they resume from.
     fn new(source: &dyn Source, shared: &Shared) -> Reading {
         let now = now_millis();
         let names = source.partitions().to_vec();
         let mut ingests = Vec::new();
-        let mut positions = Vec::new();
         for name in &names {
             let mut ingest = Ingest::new(shared.input.clone(), name, now);
-            let committed = shared.checkpoint.sources.get(name);
-            if let Some(c) = committed {
+            if let Some(c) = shared.checkpoint.sources.get(name) {
                 ingest.resume(c.counts, c.max_event_time);
             }
             ingests.push(ingest);
-            positions.push(committed.filter(|_| !shared.options.from_start).map(|c| c.position).unwrap_or_default());
         }
+        let positions = names.iter().map(|n| shared.starts.get(n).copied().unwrap_or_default()).collect();
         Reading {
             lags: vec![None; names.len()],
             names,
@@ -537,12 +545,18 @@ struct Reporter {
 }
 
 impl Reporter {
-    fn new(run_id: String, interval: Duration, metrics: Option<Metrics>, checkpoint: &Checkpoint, current: &[String]) -> Self {
+    fn new(
+        run_id: String,
+        interval: Duration,
+        metrics: Option<Metrics>,
+        checkpoint: &Checkpoint,
+        current: &BTreeMap<String, Position>,
+    ) -> Self {
         let mut earlier = Counts::default();
         let mut committed = Counts::default();
         for (name, c) in &checkpoint.sources {
             committed += c.counts;
-            if !current.contains(name) {
+            if !current.contains_key(name) {
                 earlier += c.counts;
             }
         }

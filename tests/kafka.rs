@@ -13,18 +13,9 @@ use std::time::{Duration, Instant};
 use dataflows::event::Reason;
 use dataflows::pipeline::Settings;
 use dataflows::time::format_rfc3339;
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::ClientConfig;
 use support::*;
 
 const T0: i64 = 1_793_491_200_000; // 2026-11-01T00:00:00Z
-
-fn broker(topic: &str, partitions: i32) -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
-    let cluster = MockCluster::new(1).expect("start a mock Kafka cluster");
-    cluster.create_topic(topic, partitions, 1).expect("create topic");
-    cluster
-}
 
 /// A valid page_view (or purchase) as the contract's JSON.
 fn event(id: &str, time: i64, user: &str) -> String {
@@ -34,23 +25,13 @@ fn event(id: &str, time: i64, user: &str) -> String {
     )
 }
 
-/// Sends `(partition, line)` records and waits until all are delivered.
-fn send(brokers: &str, topic: &str, records: &[(i32, String)]) {
-    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
-    for (partition, line) in records {
-        producer.send(BaseRecord::<(), _>::to(topic).partition(*partition).payload(line)).expect("enqueue");
-        producer.poll(Duration::ZERO);
-    }
-    producer.flush(Duration::from_secs(30)).expect("delivered");
-}
-
 fn dead_letter_reasons(client: &mut postgres::Client) -> BTreeMap<String, i64> {
     client.query("SELECT reason, count(*) FROM dead_letters GROUP BY reason", &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect()
 }
 
 #[test]
 fn topic_equals_reference_with_one_or_two_workers() {
-    let cluster = broker("clicks", 4);
+    let cluster = mock_broker("clicks", 4);
     let brokers = cluster.bootstrap_servers();
     let faults = ["--seed", "5", "--duplicates", "0.02", "--out-of-order", "0.1", "--malformed", "0.003"];
     let dir = scratch("kafka-reference");
@@ -59,10 +40,8 @@ fn topic_equals_reference_with_one_or_two_workers() {
     clickflow(&[&["produce", "--events", "15000", "--out", file][..], &faults].concat());
     clickflow(&[&["produce", "--events", "15000", "--brokers", &brokers, "--topic", "clicks"][..], &faults].concat());
 
-    let bytes = std::fs::read(file).unwrap();
-    let lines: Vec<Vec<u8>> = bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    let expected = reference::compute(&lines, 60_000, Settings::default(), now);
+    let lines = read_lines(std::path::Path::new(file));
+    let expected = reference::compute(&lines, 60_000, Settings::default(), now_ms());
     assert!(expected.events.len() > 14_000 && expected.sessions.len() > 1_000, "the reference holds the topic's events");
     let mut want_reasons: BTreeMap<String, i64> = BTreeMap::new();
     for r in expected.dead_letters.values() {
@@ -102,7 +81,7 @@ fn topic_equals_reference_with_one_or_two_workers() {
 
 #[test]
 fn an_idle_partition_stops_holding_the_watermark_and_sigterm_stops_cleanly() {
-    let cluster = broker("skewed", 2);
+    let cluster = mock_broker("skewed", 2);
     let brokers = cluster.bootstrap_servers();
     // Partition 1 gets one event at the start, then nothing; partition 0 gets ten minutes
     // of event time, live, over about eight seconds.
@@ -155,7 +134,7 @@ fn an_idle_partition_stops_holding_the_watermark_and_sigterm_stops_cleanly() {
 
 #[test]
 fn a_partition_far_behind_is_not_late() {
-    let cluster = broker("behind", 2);
+    let cluster = mock_broker("behind", 2);
     let brokers = cluster.bootstrap_servers();
     // Partition 0 is an hour ahead of partition 1.
     let mut records: Vec<(i32, String)> = (0..300).map(|i| (0, event(&format!("ahead{i}"), T0 + 3_600_000 + i * 2000, "fast"))).collect();

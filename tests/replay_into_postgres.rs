@@ -31,9 +31,8 @@ fn replay_matches_reference_and_is_idempotent() {
         "--malformed",
         "0.003",
     ]);
-    let bytes = std::fs::read(file).unwrap();
-    let lines: Vec<Vec<u8>> = bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect();
-    let expected = reference::compute(&lines, DELAY_MS, Settings::default(), dataflows_now());
+    let lines = read_lines(std::path::Path::new(file));
+    let expected = reference::compute(&lines, DELAY_MS, Settings::default(), now_ms());
     assert!(expected.duplicates > 0 && expected.dead_letters.values().any(|r| *r == Reason::Late), "the sample exercises faults");
 
     let db = TestDb::new("replay");
@@ -86,8 +85,4 @@ fn snapshot(client: &mut postgres::Client) -> Vec<(String, String)> {
             (t.to_string(), digest)
         })
         .collect()
-}
-
-fn dataflows_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }

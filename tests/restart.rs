@@ -15,9 +15,6 @@ use std::time::{Duration, Instant};
 use dataflows::pipeline::Settings;
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::ClientConfig;
 use support::*;
 
 const FAULTS: [&str; 8] = ["--duplicates", "0.02", "--out-of-order", "0.1", "--malformed", "0.003", "--max-disorder", "50s"];
@@ -190,8 +187,7 @@ fn a_file_replay_killed_at_random_resumes_with_identical_tables() {
 fn a_kafka_drain_killed_at_random_resumes_with_identical_tables() {
     let dir = scratch("restart-kafka");
     let (_, lines, expected) = data(&dir, "30000", "12", false);
-    let cluster = MockCluster::new(1).expect("start a mock Kafka cluster");
-    cluster.create_topic("restart", 8, 1).expect("create topic");
+    let cluster = mock_broker("restart", 8);
     let brokers = cluster.bootstrap_servers();
     let mut args = vec!["produce", "--events", "30000", "--seed", "12", "--brokers", &brokers, "--topic", "restart"];
     args.extend(FAULTS);
@@ -305,27 +301,16 @@ fn postgres_restarting_mid_run_loses_and_doubles_nothing() {
     assert_last_run_resumed(&mut client, lines.len());
 }
 
-/// Sends `lines` to `topic`, line i to partition i % partitions, and waits for delivery.
-fn send(brokers: &str, topic: &str, partitions: usize, lines: &[(usize, &Vec<u8>)]) {
-    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
-    for (i, line) in lines {
-        let record = BaseRecord::<(), _>::to(topic).partition((i % partitions) as i32).payload(line.as_slice());
-        producer.send(record).expect("enqueue");
-        producer.poll(Duration::ZERO);
-    }
-    producer.flush(Duration::from_secs(60)).expect("delivered");
-}
-
 #[test]
 fn a_broker_going_away_and_back_loses_nothing() {
     let dir = scratch("restart-broker");
     let (_, lines, expected) = data(&dir, "12000", "14", false);
-    let cluster = MockCluster::new(1).expect("start a mock Kafka cluster");
-    cluster.create_topic("flaky", 4, 1).expect("create topic");
+    let cluster = mock_broker("flaky", 4);
     let brokers = cluster.bootstrap_servers();
-    let numbered: Vec<(usize, &Vec<u8>)> = lines.iter().enumerate().collect();
-    let half = numbered.len() / 2;
-    send(&brokers, "flaky", 4, &numbered[..half]);
+    // Line i to partition i % 4.
+    let records: Vec<(i32, &[u8])> = lines.iter().enumerate().map(|(i, line)| ((i % 4) as i32, line.as_slice())).collect();
+    let half = records.len() / 2;
+    send(&brokers, "flaky", &records[..half]);
 
     let db = TestDb::new("restart_broker");
     let args = ["process", "--brokers", &brokers, "--topic", "flaky", "--postgres", &db.url, "--quiet", "-w", "2"];
@@ -335,7 +320,7 @@ fn a_broker_going_away_and_back_loses_nothing() {
     std::thread::sleep(Duration::from_secs(2));
     assert!(child.try_wait().unwrap().is_none(), "the processor waits for the broker: {}", stderr_of(&dir, "flaky"));
     cluster.broker_up(1).expect("bring the broker back");
-    send(&brokers, "flaky", 4, &numbered[half..]);
+    send(&brokers, "flaky", &records[half..]);
     // The same process reads every message once the broker is back (librdkafka retries
     // its stalled requests by itself, which can take a while), then stops on SIGTERM.
     let deadline = Instant::now() + Duration::from_secs(90);

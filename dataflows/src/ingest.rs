@@ -72,16 +72,24 @@ impl SeenIds {
         SeenIds { horizon, uuids: HashMap::new(), others: HashMap::new(), swept_at: Millis::MIN }
     }
 
+    /// The event time held for `id`, `Millis::MIN` where none is (a new slot).
+    fn slot(&mut self, id: &str) -> &mut Millis {
+        match canonical_uuid(id) {
+            Some(u) => self.uuids.entry(u).or_insert(Millis::MIN),
+            None => {
+                if !self.others.contains_key(id) {
+                    self.others.insert(id.into(), Millis::MIN);
+                }
+                self.others.get_mut(id).expect("just made sure it is there")
+            }
+        }
+    }
+
     /// Remembers `id` accepted at `time`; false if it was already remembered at `watermark`.
     fn insert(&mut self, id: &str, time: Millis, watermark: Millis) -> bool {
-        let held = match canonical_uuid(id) {
-            Some(u) => self.uuids.entry(u).or_insert(Millis::MIN),
-            None => match self.others.get_mut(id) {
-                Some(t) => t,
-                None => self.others.entry(id.into()).or_insert(Millis::MIN),
-            },
-        };
-        if *held != Millis::MIN && held.saturating_add(self.horizon) >= watermark {
+        let horizon = self.horizon;
+        let held = self.slot(id);
+        if *held != Millis::MIN && held.saturating_add(horizon) >= watermark {
             return false;
         }
         *held = time;
@@ -90,11 +98,8 @@ impl SeenIds {
 
     /// Remembers `id` as accepted at `time` (the later time where it is already held).
     fn remember(&mut self, id: &str, time: Millis) {
-        let slot = match canonical_uuid(id) {
-            Some(u) => self.uuids.entry(u).or_insert(time),
-            None => self.others.entry(id.into()).or_insert(time),
-        };
-        *slot = (*slot).max(time);
+        let held = self.slot(id);
+        *held = (*held).max(time);
     }
 
     /// Forgets the ids W has passed, once W has moved an eighth of the horizon since the

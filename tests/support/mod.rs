@@ -11,9 +11,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use std::time::Duration;
+
 use dataflows::event::EventType;
 use dataflows::rows::SessionRow;
 use postgres::{Client, NoTls};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
+use rdkafka::ClientConfig;
 use reference::Tables;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_clickflow");
@@ -464,4 +469,22 @@ pub fn last_progress(client: &mut Client) -> (i64, i64, i64, i64, i64) {
         )
         .expect("a progress report");
     (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))
+}
+
+/// A Kafka-protocol broker in this process (librdkafka's mock cluster) with `topic` of
+/// `partitions` partitions; it serves while the value lives.
+pub fn mock_broker(topic: &str, partitions: i32) -> MockCluster<'static, DefaultProducerContext> {
+    let cluster = MockCluster::new(1).expect("start a mock Kafka cluster");
+    cluster.create_topic(topic, partitions, 1).expect("create topic");
+    cluster
+}
+
+/// Sends `(partition, payload)` records to `topic` and waits until all are delivered.
+pub fn send<P: AsRef<[u8]>>(brokers: &str, topic: &str, records: &[(i32, P)]) {
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
+    for (partition, payload) in records {
+        producer.send(BaseRecord::<(), [u8]>::to(topic).partition(*partition).payload(payload.as_ref())).expect("enqueue");
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(60)).expect("delivered");
 }
