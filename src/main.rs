@@ -3,6 +3,7 @@
 //! Owns argument parsing, logging setup and turning errors into one line and a non-zero
 //! exit status. Each subcommand lives in its own module.
 
+mod bench;
 mod cli;
 mod kafka;
 mod metrics;
@@ -48,6 +49,41 @@ enum Command {
     Monitor(MonitorArgs),
     /// Draw PNG charts from PostgreSQL: traffic, funnel, conversion by device, top products.
     Report(ReportArgs),
+    /// Measure each stage on one file (plain batch baseline, dataflow core, parse +
+    /// dataflow, file -> PostgreSQL): lines/s, peak memory, window-end -> final-row latency.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// JSON Lines input [default: data/bench-<EVENTS>.jsonl, simulated once with 1 %
+    /// duplicates, 5 % out of order, 0.1 % late and 0.1 % malformed lines].
+    #[arg(long)]
+    input: Option<std::path::PathBuf>,
+    /// Events to simulate when there is no --input.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// Stages to run, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "baseline,core,parse,file")]
+    stages: Vec<bench::Stage>,
+    /// Worker counts for the core and file stages, comma-separated.
+    #[arg(short = 'w', long, value_delimiter = ',', default_value = "1,2")]
+    workers: Vec<usize>,
+    /// PostgreSQL server of the file stage, whose database clickflow_bench it drops and
+    /// creates anew [default: $DATABASE_URL].
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    postgres: Option<String>,
+    /// Also run Spark Structured Streaming local[2] on the same file (needs pyspark, see
+    /// bench/README.md; PYSPARK_PYTHON names the Python that has it).
+    #[arg(long)]
+    compare_spark: bool,
+    /// Print one JSON object per stage instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Run this one stage in this process and print its result as JSON (the harness runs
+    /// each stage so, for its own peak memory).
+    #[arg(long, hide = true)]
+    stage: Option<bench::Stage>,
 }
 
 #[derive(Args)]
@@ -223,6 +259,9 @@ struct ProcessArgs {
     metrics_addr: Option<String>,
 }
 
+/// 2026-11-01T00:00:00Z: where simulated event time starts without --rate.
+const SIMULATION_START: Millis = 1_793_491_200_000;
+
 fn probability(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
@@ -259,7 +298,7 @@ fn main() -> ExitCode {
 fn run(command: Command) -> Result<()> {
     match command {
         Command::Produce(a) => {
-            let start = a.start_time.unwrap_or_else(|| if a.rate.is_some() { process::now_millis() } else { 1_793_491_200_000 });
+            let start = a.start_time.unwrap_or_else(|| if a.rate.is_some() { process::now_millis() } else { SIMULATION_START });
             let out = match a.brokers {
                 Some(brokers) => producer::Output::Kafka {
                     kafka: kafka::KafkaSettings::new(&brokers, &a.kafka_config)?,
@@ -337,6 +376,23 @@ fn run(command: Command) -> Result<()> {
             }
             Ok(())
         }
+        Command::Bench(a) => {
+            let input = match a.input {
+                Some(path) => path,
+                None => bench_input(a.events)?,
+            };
+            match a.stage {
+                Some(stage) => bench::run_stage(stage, &input, a.workers.first().copied().unwrap_or(1), a.postgres.as_deref()),
+                None => bench::run(&bench::Options {
+                    input,
+                    postgres: a.postgres,
+                    stages: a.stages,
+                    workers: a.workers,
+                    compare_spark: a.compare_spark,
+                    json: a.json,
+                }),
+            }
+        }
         Command::Broker(a) => kafka::serve_development_broker(a.address_file.as_deref(), &a.topic, a.partitions),
         Command::Report(a) => {
             for path in report::run(&a.postgres, std::path::Path::new(&a.out))? {
@@ -359,4 +415,26 @@ fn run(command: Command) -> Result<()> {
             }
         }
     }
+}
+
+/// `data/bench-N.jsonl`, simulated the first time it is asked for.
+fn bench_input(events: u64) -> Result<std::path::PathBuf> {
+    let path = std::path::PathBuf::from(format!("data/bench-{events}.jsonl"));
+    if !path.exists() {
+        std::fs::create_dir_all("data")?;
+        let partial = path.with_extension("partial");
+        tracing::info!(events, path = %path.display(), "simulating the benchmark input");
+        let options = producer::Options {
+            events: Some(events),
+            seed: 1,
+            out: producer::Output::File(partial.display().to_string()),
+            start: SIMULATION_START,
+            events_per_second: 6.0,
+            rate: None,
+            faults: producer::Faults { duplicates: 0.01, out_of_order: 0.05, max_disorder: 50_000, late: 0.001, malformed: 0.001 },
+        };
+        producer::run(&options)?;
+        std::fs::rename(&partial, &path)?;
+    }
+    Ok(path)
 }

@@ -78,24 +78,28 @@ impl EventType {
     }
 }
 
+/// The text of an event field: inline up to 23 bytes, shared beyond, so that the copies
+/// an event's fields make on their way through the graph never copy a string.
+pub type Text = smol_str::SmolStr;
+
 /// One accepted event. Money is in cents; time in UTC milliseconds.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Event {
-    pub event_id: String,
+    pub event_id: Text,
     pub event_time: Millis,
     pub event_type: EventType,
-    pub user_id: String,
-    pub page: String,
-    pub product_id: Option<String>,
-    pub category: Option<String>,
+    pub user_id: Text,
+    pub page: Text,
+    pub product_id: Option<Text>,
+    pub category: Option<Text>,
     pub price_cents: Option<i64>,
     pub quantity: Option<i64>,
-    pub order_id: Option<String>,
-    pub device: String,
-    pub country: String,
-    pub referrer: String,
-    pub user_agent: String,
-    pub ip: String,
+    pub order_id: Option<Text>,
+    pub device: Text,
+    pub country: Text,
+    pub referrer: Text,
+    pub user_agent: Text,
+    pub ip: Text,
 }
 
 impl Event {
@@ -275,17 +279,17 @@ fn is_null(raw: Option<&RawValue>) -> bool {
     raw.is_none_or(|r| r.get() == "null")
 }
 
-fn string_value(raw: &RawValue, field: &str) -> Result<String, Rejection> {
+fn string_value(raw: &RawValue, field: &str) -> Result<Text, Rejection> {
     let s = serde_json::from_str::<Cow<str>>(raw.get())
         .map_err(|_| Rejection::new(Reason::InvalidField, format!("{field}: expected a string, got {}", truncate(raw.get(), 64))))?;
     if s.contains('\0') {
         // PostgreSQL text cannot hold NUL: storing the event would change it.
         return Err(Rejection::new(Reason::InvalidField, format!("{field}: contains a NUL character")));
     }
-    Ok(s.into_owned())
+    Ok(Text::new(&*s))
 }
 
-fn required_string(raw: Option<&RawValue>, field: &str, non_empty: bool) -> Result<String, Rejection> {
+fn required_string(raw: Option<&RawValue>, field: &str, non_empty: bool) -> Result<Text, Rejection> {
     match raw {
         Some(r) if !is_null(raw) => {
             let s = string_value(r, field)?;
@@ -311,7 +315,7 @@ fn optional<T>(
     }
 }
 
-fn optional_string(raw: Option<&RawValue>, field: &str, required: bool) -> Result<Option<String>, Rejection> {
+fn optional_string(raw: Option<&RawValue>, field: &str, required: bool) -> Result<Option<Text>, Rejection> {
     let value = match raw {
         Some(r) if !is_null(raw) => Some(string_value(r, field)?),
         _ => None,
@@ -323,7 +327,7 @@ fn optional_string(raw: Option<&RawValue>, field: &str, required: bool) -> Resul
     }
 }
 
-fn one_of(raw: Option<&RawValue>, field: &str, allowed: &[&str]) -> Result<String, Rejection> {
+fn one_of(raw: Option<&RawValue>, field: &str, allowed: &[&str]) -> Result<Text, Rejection> {
     let s = required_string(raw, field, false)?;
     if allowed.contains(&s.as_str()) {
         Ok(s)

@@ -1,15 +1,17 @@
 //! The clickflow graph: accepted events and watermarks in, table changes out.
 //!
 //! ```text
-//! events ──┬─ Click ── Sessionize ──┬─ Funnel ─────┐
-//!          │                        ├─ Conversion ─┤
-//!          │                        └──────────────┤
-//!          ├─ Hit ──── Traffic ────────────────────┤
-//!          ├─ ProductHit ─ ProductStats ───────────┼──▶ Change
-//!          └───────────────────────────────────────┘   (events_raw)
+//! accepted event ─┬─ Click ────── Sessionize ──┬─ Funnel ─────┐
+//!  (Inputs::      │                            ├─ Conversion ─┤
+//!   accept)       │                            └──────────────┤
+//!                 ├─ Hit ──────── Traffic ────────────────────┤
+//!                 ├─ ProductHit ─ ProductStats ───────────────┼──▶ Change
+//!                 └─ the event itself ────────────────────────┘   (events_raw)
 //! watermarks ─ broadcast ─▶ every stateful operator
 //! ```
-//! Owns the wiring and the partitioning keys; no state of its own, no I/O.
+//! An event is split into what each operator needs as it enters, so that no stream of
+//! whole events is copied for each consumer. Owns the wiring and the partitioning keys;
+//! no state of its own, no I/O.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 
@@ -20,7 +22,7 @@ use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::Input as _;
 use timely::dataflow::{InputHandle, Scope};
 
-use crate::event::Event;
+use crate::event::{Event, Text};
 use crate::ingest::{Admission, Ingest};
 use crate::operators::aggregates::{dimensions, Conversion, Funnel, Hit, ProductHit, ProductStats, SessionOutcome, Traffic};
 use crate::operators::by_epoch::{ByEpoch, Watermarks};
@@ -55,39 +57,32 @@ pub fn route<K: Hash + ?Sized>(key: &K) -> u64 {
     h.finish()
 }
 
-/// Builds the graph. `events` must hold only accepted events (valid, on time, new),
-/// each inserted once; `watermarks` carries `(epoch, W)` from the sources.
-pub fn clickstream<'scope>(
-    events: VecCollection<'scope, u64, Event>,
-    watermarks: Watermarks<'scope>,
-    settings: Settings,
-) -> VecCollection<'scope, u64, Change> {
+/// What the operators take of the accepted events (each inserted once; see
+/// [`Inputs::accept`]).
+pub struct Feeds<'scope> {
+    pub clicks: VecCollection<'scope, u64, (Text, Click)>,
+    /// By traffic window.
+    pub hits: VecCollection<'scope, u64, (Millis, (), Hit)>,
+    /// By stats window and product.
+    pub product_hits: VecCollection<'scope, u64, (Millis, Text, ProductHit)>,
+}
+
+/// Builds the operators; `watermarks` carries `(epoch, W)` from the sources.
+pub fn clickstream<'scope>(feeds: Feeds<'scope>, watermarks: Watermarks<'scope>, settings: Settings) -> VecCollection<'scope, u64, Change> {
     let Settings { session_gap, traffic_window, stats_window } = settings;
     let watermarks = watermarks.broadcast();
 
-    let sessions = events.clone().map(|e| Click::of(&e)).by_epoch(
-        watermarks.clone(),
-        |(user, _)| route(user),
-        "Sessions",
-        Sessionize::new(session_gap),
-    );
+    let sessions = feeds.clicks.by_epoch(watermarks.clone(), |(user, _)| route(user), "Sessions", Sessionize::new(session_gap));
 
-    let traffic = events.clone().map(move |e| (window_start(e.event_time, traffic_window), (), Hit::of(&e))).by_epoch(
-        watermarks.clone(),
-        |(start, _, _)| route(start),
-        "Traffic",
-        Windowed::<Traffic>::new(traffic_window),
-    );
+    let traffic =
+        feeds.hits.by_epoch(watermarks.clone(), |(start, _, _)| route(start), "Traffic", Windowed::<Traffic>::new(traffic_window));
 
-    let products = events
-        .clone()
-        .flat_map(move |e| ProductHit::of(&e).map(|(product, hit)| (window_start(hit.time, stats_window), product, hit)))
-        .by_epoch(
-            watermarks.clone(),
-            |(start, product, _)| route(&(start, product)),
-            "ProductStats",
-            Windowed::<ProductStats>::new(stats_window),
-        );
+    let products = feeds.product_hits.by_epoch(
+        watermarks.clone(),
+        |(start, product, _)| route(&(start, product)),
+        "ProductStats",
+        Windowed::<ProductStats>::new(stats_window),
+    );
 
     let funnel = sessions.clone().map(move |s| (window_start(s.session_start, stats_window), (), s)).by_epoch(
         watermarks.clone(),
@@ -101,12 +96,11 @@ pub fn clickstream<'scope>(
         .flat_map(move |s| {
             let start = window_start(s.session_start, stats_window);
             let outcome = SessionOutcome::of(&s);
-            dimensions(&s).map(|(dimension, value)| (start, (dimension.to_owned(), value), outcome.clone()))
+            dimensions(&s).map(|(dimension, value)| (start, (Text::new_static(dimension), value), outcome.clone()))
         })
         .by_epoch(watermarks, |(start, group, _)| route(&(start, group)), "Conversion", Windowed::<Conversion>::new(stats_window));
 
-    events.map(Change::Event).concatenate([
-        sessions.map(Change::Session),
+    sessions.map(Change::Session).concatenate([
         traffic.map(Change::Traffic),
         products.map(Change::Product),
         funnel.map(Change::Funnel),
@@ -117,21 +111,30 @@ pub fn clickstream<'scope>(
 /// The handles a source feeds: accepted events, the records that bypass aggregation
 /// (dead letters, progress), and the watermark at the end of each epoch.
 pub struct Inputs {
-    events: InputSession<u64, Event, isize>,
+    clicks: InputSession<u64, (Text, Click), isize>,
+    hits: InputSession<u64, (Millis, (), Hit), isize>,
+    product_hits: InputSession<u64, (Millis, Text, ProductHit), isize>,
     records: InputSession<u64, Change, isize>,
     watermarks: InputHandle<u64, CapacityContainerBuilder<Vec<(u64, Millis)>>>,
+    settings: Settings,
 }
 
 impl Inputs {
     /// The epoch being filled.
     pub fn epoch(&self) -> u64 {
-        *self.events.time()
+        *self.records.time()
     }
 
     /// An accepted event (see [`crate::ingest::Ingest`]), or in the [`RESTORE_EPOCH`]
     /// one fed back from the committed results.
     pub fn accept(&mut self, event: Event) {
-        self.events.insert(event);
+        let Settings { traffic_window, stats_window, .. } = self.settings;
+        self.clicks.insert(Click::of(&event));
+        self.hits.insert((window_start(event.event_time, traffic_window), (), Hit::of(&event)));
+        if let Some((product, hit)) = ProductHit::of(&event) {
+            self.product_hits.insert((window_start(hit.time, stats_window), product, hit));
+        }
+        self.records.insert(Change::Event(event));
     }
 
     /// Decides one message with `ingest` and feeds the outcome: an accepted event, a
@@ -154,19 +157,26 @@ impl Inputs {
     pub fn end_epoch(&mut self, watermark: Millis) {
         let epoch = self.epoch();
         self.watermarks.send((epoch, watermark));
-        self.events.advance_to(epoch + 1);
+        self.clicks.advance_to(epoch + 1);
+        self.hits.advance_to(epoch + 1);
+        self.product_hits.advance_to(epoch + 1);
         self.records.advance_to(epoch + 1);
         self.watermarks.advance_to(epoch + 1);
-        self.events.flush();
+        self.clicks.flush();
+        self.hits.flush();
+        self.product_hits.flush();
         self.records.flush();
     }
 }
 
 /// Builds the graph with its inputs: what every source and every test feeds.
 pub fn build<'scope>(scope: Scope<'scope, u64>, settings: Settings) -> (Inputs, VecCollection<'scope, u64, Change>) {
-    let (events, event_collection) = scope.new_collection();
+    let (clicks, click_collection) = scope.new_collection();
+    let (hits, hit_collection) = scope.new_collection();
+    let (product_hits, product_hit_collection) = scope.new_collection();
     let (records, record_collection) = scope.new_collection();
     let (watermarks, watermark_stream) = scope.new_input();
-    let changes = clickstream(event_collection, watermark_stream, settings).concat(record_collection);
-    (Inputs { events, records, watermarks }, changes)
+    let feeds = Feeds { clicks: click_collection, hits: hit_collection, product_hits: product_hit_collection };
+    let changes = clickstream(feeds, watermark_stream, settings).concat(record_collection);
+    (Inputs { clicks, hits, product_hits, records, watermarks, settings }, changes)
 }

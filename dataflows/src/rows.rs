@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Event, EventType, Reason, Rejection, OVERSIZED_PAYLOAD_KEPT};
+use crate::event::{Event, EventType, Reason, Rejection, Text, OVERSIZED_PAYLOAD_KEPT};
 use crate::ingest::Counts;
 use crate::time::Millis;
 
@@ -17,17 +17,17 @@ pub type TypeCounts = [i64; 7];
 /// One row of `sessions`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct SessionRow {
-    pub user_id: String,
+    pub user_id: Text,
     pub session_start: Millis,
     pub session_end: Millis,
     pub counts: TypeCounts,
     pub units: i64,
     pub revenue_cents: i64,
-    pub landing_page: String,
-    pub exit_page: String,
-    pub device: String,
-    pub country: String,
-    pub referrer: String,
+    pub landing_page: Text,
+    pub exit_page: Text,
+    pub device: Text,
+    pub country: Text,
+    pub referrer: Text,
     pub funnel_step: u8,
     pub is_final: bool,
 }
@@ -69,8 +69,8 @@ pub struct TrafficRow {
 pub struct ProductRow {
     pub window_start: Millis,
     pub window_end: Millis,
-    pub product_id: String,
-    pub category: String,
+    pub product_id: Text,
+    pub category: Text,
     pub views: i64,
     pub cart_adds: i64,
     pub cart_removes: i64,
@@ -104,8 +104,8 @@ pub struct FunnelRow {
 pub struct ConversionRow {
     pub window_start: Millis,
     pub window_end: Millis,
-    pub dimension: String,
-    pub value: String,
+    pub dimension: Text,
+    pub value: Text,
     pub sessions: i64,
     pub converted_sessions: i64,
     pub revenue_cents: i64,

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 pub mod parse;
 
-use dataflows::event::{Event, EventType, Reason};
+use dataflows::event::{Event, EventType, Reason, Text};
 use dataflows::pipeline::Settings;
 use dataflows::rows::{Change, ConversionRow, FunnelRow, ProductRow, SessionRow, TrafficRow};
 use dataflows::time::Millis;
@@ -18,12 +18,12 @@ use dataflows::time::Millis;
 #[derive(Debug, Default, PartialEq)]
 pub struct Tables {
     /// Keyed by `(event_id, event_time)`, as `events_raw`.
-    pub events: BTreeMap<(String, Millis), Event>,
-    pub sessions: BTreeMap<(String, Millis), SessionRow>,
+    pub events: BTreeMap<(Text, Millis), Event>,
+    pub sessions: BTreeMap<(Text, Millis), SessionRow>,
     pub traffic: BTreeMap<Millis, TrafficRow>,
-    pub products: BTreeMap<(Millis, String), ProductRow>,
+    pub products: BTreeMap<(Millis, Text), ProductRow>,
     pub funnel: BTreeMap<Millis, FunnelRow>,
-    pub conversion: BTreeMap<(Millis, String, String), ConversionRow>,
+    pub conversion: BTreeMap<(Millis, Text, Text), ConversionRow>,
     /// Dead letters by input line number (1-based) with their reason.
     pub dead_letters: BTreeMap<usize, Reason>,
     pub duplicates: u64,
@@ -62,13 +62,21 @@ pub fn compute_partitioned(
     idle_timeout: Millis,
     settings: Settings,
 ) -> Tables {
+    let mut t = admit(arrivals, partitions, watermark_delay, idle_timeout);
+    derive(&mut t, settings);
+    t
+}
+
+/// Admission alone, as [`compute_partitioned`] does it: the accepted events, dead letters
+/// and duplicates, without the result tables ([`derive`] adds them).
+pub fn admit(arrivals: &[Arrival], partitions: usize, watermark_delay: Millis, idle_timeout: Millis) -> Tables {
     let mut t = Tables::default();
     let start = arrivals.first().map_or(0, |a| a.now);
     // Per partition: the largest accepted event time, and when it last accepted one.
     let mut largest: Vec<Option<Millis>> = vec![None; partitions];
     let mut last_accepted: Vec<Millis> = vec![start; partitions];
     let mut watermark: Option<Millis> = None;
-    let mut seen: HashMap<String, Millis> = HashMap::new();
+    let mut seen: HashMap<Text, Millis> = HashMap::new();
     for (line, arrival) in (1..).zip(arrivals) {
         let event = match parse::event(&arrival.bytes, arrival.now) {
             Ok(e) => e,
@@ -96,19 +104,24 @@ pub fn compute_partitioned(
             t.events.insert((event.event_id.clone(), event.event_time), event);
         }
     }
+    t
+}
+
+/// Fills the result tables of `t` from its accepted events: a plain batch job, also the
+/// baseline `clickflow bench` measures the dataflow against.
+pub fn derive(t: &mut Tables, settings: Settings) {
     t.sessions = sessions(&t.events, settings.session_gap);
     t.traffic = traffic(&t.events, settings.traffic_window);
     t.products = products(&t.events, settings.stats_window);
     t.funnel = funnel(&t.sessions, settings.stats_window);
     t.conversion = conversion(&t.sessions, settings.stats_window);
-    t
 }
 
 fn start_of(t: Millis, len: Millis) -> Millis {
     t - t.rem_euclid(len)
 }
 
-fn sessions(events: &BTreeMap<(String, Millis), Event>, gap: Millis) -> BTreeMap<(String, Millis), SessionRow> {
+fn sessions(events: &BTreeMap<(Text, Millis), Event>, gap: Millis) -> BTreeMap<(Text, Millis), SessionRow> {
     let mut by_user: HashMap<&str, Vec<&Event>> = HashMap::new();
     for e in events.values() {
         by_user.entry(&e.user_id).or_default().push(e);
@@ -121,14 +134,14 @@ fn sessions(events: &BTreeMap<(String, Millis), Event>, gap: Millis) -> BTreeMap
             if let Some(last) = current.last() {
                 if e.event_time - last.event_time >= gap {
                     let row = session(user, &current);
-                    out.insert((user.to_owned(), row.session_start), row);
+                    out.insert((Text::from(user), row.session_start), row);
                     current.clear();
                 }
             }
             current.push(e);
         }
         let row = session(user, &current);
-        out.insert((user.to_owned(), row.session_start), row);
+        out.insert((Text::from(user), row.session_start), row);
     }
     out
 }
@@ -139,7 +152,7 @@ fn session(user: &str, evs: &[&Event]) -> SessionRow {
     let first = evs[0];
     let last = evs[evs.len() - 1];
     SessionRow {
-        user_id: user.to_owned(),
+        user_id: Text::from(user),
         session_start: first.event_time,
         session_end: last.event_time,
         counts: EventType::ALL.map(count),
@@ -185,7 +198,7 @@ fn revenue(e: &Event) -> i64 {
     }
 }
 
-fn traffic(events: &BTreeMap<(String, Millis), Event>, len: Millis) -> BTreeMap<Millis, TrafficRow> {
+fn traffic(events: &BTreeMap<(Text, Millis), Event>, len: Millis) -> BTreeMap<Millis, TrafficRow> {
     let mut groups: BTreeMap<Millis, Vec<&Event>> = BTreeMap::new();
     for e in events.values() {
         groups.entry(start_of(e.event_time, len)).or_default().push(e);
@@ -207,9 +220,9 @@ fn traffic(events: &BTreeMap<(String, Millis), Event>, len: Millis) -> BTreeMap<
         .collect()
 }
 
-fn products(events: &BTreeMap<(String, Millis), Event>, len: Millis) -> BTreeMap<(Millis, String), ProductRow> {
+fn products(events: &BTreeMap<(Text, Millis), Event>, len: Millis) -> BTreeMap<(Millis, Text), ProductRow> {
     use EventType::*;
-    let mut groups: BTreeMap<(Millis, String), Vec<&Event>> = BTreeMap::new();
+    let mut groups: BTreeMap<(Millis, Text), Vec<&Event>> = BTreeMap::new();
     for e in events.values().filter(|e| matches!(e.event_type, ProductView | AddToCart | RemoveFromCart | Purchase)) {
         groups.entry((start_of(e.event_time, len), e.product_id.clone().unwrap())).or_default().push(e);
     }
@@ -236,7 +249,7 @@ fn products(events: &BTreeMap<(String, Millis), Event>, len: Millis) -> BTreeMap
         .collect()
 }
 
-fn funnel(sessions: &BTreeMap<(String, Millis), SessionRow>, len: Millis) -> BTreeMap<Millis, FunnelRow> {
+fn funnel(sessions: &BTreeMap<(Text, Millis), SessionRow>, len: Millis) -> BTreeMap<Millis, FunnelRow> {
     let mut groups: BTreeMap<Millis, Vec<&SessionRow>> = BTreeMap::new();
     for s in sessions.values() {
         groups.entry(start_of(s.session_start, len)).or_default().push(s);
@@ -265,15 +278,15 @@ fn funnel(sessions: &BTreeMap<(String, Millis), SessionRow>, len: Millis) -> BTr
         .collect()
 }
 
-fn conversion(sessions: &BTreeMap<(String, Millis), SessionRow>, len: Millis) -> BTreeMap<(Millis, String, String), ConversionRow> {
-    let mut out: BTreeMap<(Millis, String, String), ConversionRow> = BTreeMap::new();
+fn conversion(sessions: &BTreeMap<(Text, Millis), SessionRow>, len: Millis) -> BTreeMap<(Millis, Text, Text), ConversionRow> {
+    let mut out: BTreeMap<(Millis, Text, Text), ConversionRow> = BTreeMap::new();
     for s in sessions.values() {
         let start = start_of(s.session_start, len);
         for (dimension, value) in [("device", &s.device), ("country", &s.country), ("referrer", &s.referrer)] {
-            let row = out.entry((start, dimension.to_owned(), value.clone())).or_insert_with(|| ConversionRow {
+            let row = out.entry((start, Text::from(dimension), value.clone())).or_insert_with(|| ConversionRow {
                 window_start: start,
                 window_end: start + len,
-                dimension: dimension.to_owned(),
+                dimension: Text::from(dimension),
                 value: value.clone(),
                 sessions: 0,
                 converted_sessions: 0,

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use dataflows::event::{Event, EventType, Reason};
+use dataflows::event::{Event, EventType, Reason, Text};
 use dataflows::time::Millis;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -104,13 +104,13 @@ impl<'de> Visitor<'de> for Fields {
 
 /// A required string: absent or null is `missing_field`, anything else not a string (or
 /// a string PostgreSQL cannot store) is `invalid_field`.
-fn text_field(raw: Option<&str>) -> Result<String, Reason> {
+fn text_field(raw: Option<&str>) -> Result<Text, Reason> {
     text_field_present(raw.ok_or(Reason::MissingField)?)
 }
 
-fn text_field_present(raw: &str) -> Result<String, Reason> {
+fn text_field_present(raw: &str) -> Result<Text, Reason> {
     match serde_json::from_str::<String>(raw) {
-        Ok(s) if !s.contains('\u{0}') => Ok(s),
+        Ok(s) if !s.contains('\u{0}') => Ok(Text::from(s)),
         _ => Err(Reason::InvalidField),
     }
 }
@@ -132,7 +132,7 @@ fn maybe<T>(raw: Option<&str>, needed: bool, read: fn(&str) -> Result<T, Reason>
     }
 }
 
-fn choice(raw: Option<&str>, allowed: &[&str]) -> Result<String, Reason> {
+fn choice(raw: Option<&str>, allowed: &[&str]) -> Result<Text, Reason> {
     let s = text_field(raw)?;
     if allowed.contains(&s.as_str()) {
         Ok(s)

@@ -20,9 +20,19 @@ use timely::dataflow::operators::generic::operator::Operator;
 
 use super::tables::SinkRow;
 
-/// The latest version of each key touched, or `None` where the key was retracted.
+/// What a batch does to one key.
+pub struct Latest<R> {
+    /// The key's latest version, or `None` where it was retracted.
+    pub row: Option<R>,
+    /// Whether the database held the key before the batch: its first update in the
+    /// batch retracted a version (written earlier, or fed back by a restore). A key
+    /// that was not held is inserted, or, if retracted again, never written.
+    pub stored: bool,
+}
+
+/// What a batch does to each key it touches.
 pub struct Upserts<R: SinkRow> {
-    pub rows: HashMap<R::Key, Option<R>>,
+    pub rows: HashMap<R::Key, Latest<R>>,
 }
 
 impl<R: SinkRow> Default for Upserts<R> {
@@ -33,8 +43,8 @@ impl<R: SinkRow> Default for Upserts<R> {
 
 impl<R: SinkRow> Upserts<R> {
     fn apply(&mut self, row: R, diff: isize) {
-        let key = row.key();
-        self.rows.insert(key, (diff > 0).then_some(row));
+        let latest = self.rows.entry(row.key()).or_insert(Latest { row: None, stored: diff < 0 });
+        latest.row = (diff > 0).then_some(row);
     }
 }
 

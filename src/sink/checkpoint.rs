@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use dataflows::event::{Event, EventType};
+use dataflows::event::{Event, EventType, Text};
 use dataflows::ingest::Counts;
 use dataflows::rows::Position;
 use dataflows::time::Millis;
@@ -151,21 +151,23 @@ fn instant(ms: Millis) -> SystemTime {
 
 fn event(r: &postgres::Row) -> Result<Event> {
     let type_name: String = r.get(2);
+    let text = |i: usize| Text::new(r.get::<_, &str>(i));
+    let optional = |i: usize| r.get::<_, Option<&str>>(i).map(Text::new);
     Ok(Event {
-        event_id: r.get(0),
+        event_id: text(0),
         event_time: r.get(1),
         event_type: EventType::parse(&type_name).with_context(|| format!("events_raw holds an unknown event_type {type_name:?}"))?,
-        user_id: r.get(3),
-        page: r.get(4),
-        product_id: r.get(5),
-        category: r.get(6),
+        user_id: text(3),
+        page: text(4),
+        product_id: optional(5),
+        category: optional(6),
         price_cents: r.get(7),
         quantity: r.get(8),
-        order_id: r.get(9),
-        device: r.get(10),
-        country: r.get(11),
-        referrer: r.get(12),
-        user_agent: r.get(13),
-        ip: r.get(14),
+        order_id: optional(9),
+        device: text(10),
+        country: text(11),
+        referrer: text(12),
+        user_agent: text(13),
+        ip: text(14),
     })
 }

@@ -16,13 +16,14 @@ use dataflows::rows::{ConversionRow, FunnelRow, ProductRow, SessionRow, SourcePr
 use postgres::{Client, NoTls, Transaction};
 
 use super::batch::{Batch, Upserts};
-use super::tables::{write_dead_letter, write_event, CopyLine, SinkRow, Table, DEAD_LETTERS, EVENTS_RAW};
+use super::tables::{write_dead_letter, write_event, CopyRows, SinkRow, Table, DEAD_LETTERS, EVENTS_RAW};
 
 /// The migrations in `sql/`, applied in order, each once.
 const MIGRATIONS: &[(&str, &str)] = &[
     ("001_tables.sql", include_str!("../../sql/001_tables.sql")),
     ("002_source_progress_and_reader.sql", include_str!("../../sql/002_source_progress_and_reader.sql")),
     ("003_exactly_once.sql", include_str!("../../sql/003_exactly_once.sql")),
+    ("004_events_raw_append_only.sql", include_str!("../../sql/004_events_raw_append_only.sql")),
 ];
 
 /// Session-level advisory lock held by the one processor writing a database.
@@ -235,42 +236,42 @@ pub fn is_unavailable(e: &anyhow::Error) -> bool {
     })
 }
 
-fn copy(tx: &mut Transaction<'_>, table: &str, columns: &[&str], data: &str) -> Result<()> {
+/// Sends `rows` (binary COPY data) into `columns` of `table`.
+fn copy(tx: &mut Transaction<'_>, table: &str, columns: &[&str], rows: CopyRows) -> Result<()> {
     use std::io::Write;
-    let mut writer = tx.copy_in(&format!("COPY {table} ({}) FROM STDIN", columns.join(", ")))?;
-    writer.write_all(data.as_bytes())?;
+    if rows.rows() == 0 {
+        return Ok(());
+    }
+    let mut writer = tx.copy_in(&format!("COPY {table} ({}) FROM STDIN (FORMAT binary)", columns.join(", ")))?;
+    writer.write_all(&rows.finish())?;
     writer.finish().with_context(|| format!("COPY into {table} failed"))?;
     Ok(())
 }
 
-/// The COPY text of `items`.
-fn copy_text<T>(items: &[T], write: fn(&T, &mut CopyLine)) -> String {
-    let (mut line, mut data) = (CopyLine::default(), String::new());
+/// The COPY data of `items`, each a row of `columns` fields.
+fn copy_rows<'a, T: 'a>(items: impl IntoIterator<Item = &'a T>, columns: usize, write: impl Fn(&T, &mut CopyRows)) -> CopyRows {
+    let mut rows = CopyRows::default();
     for item in items {
-        write(item, &mut line);
-        line.finish_into(&mut data);
+        write(item, rows.row(columns));
     }
-    data
+    rows
 }
 
 /// Appends rows straight to the table. For `events_raw`: an `(event_id, event_time)` is
 /// accepted once (dedupe forgets an id only when W has passed its time plus the horizon,
 /// and an event that old is late), and a restart writes only what was never committed,
-/// so a key can never come twice; if it did, the write would fail, not drop it.
-fn append<T>(tx: &mut Transaction<'_>, t: &Table, items: &[T], write: fn(&T, &mut CopyLine)) -> Result<()> {
-    if items.is_empty() {
-        return Ok(());
-    }
-    copy(tx, t.name, t.columns, &copy_text(items, write))
+/// so a key can never come twice (migration 004 says why no unique index checks it).
+fn append<T>(tx: &mut Transaction<'_>, t: &Table, items: &[T], write: fn(&T, &mut CopyRows)) -> Result<()> {
+    copy(tx, t.name, t.columns, copy_rows(items, t.columns.len(), write))
 }
 
 /// Inserts rows whose key is new; rows already present are left as they are (dead
 /// letters: a line read again with `--from-start` keeps its first).
-fn insert_new<T>(tx: &mut Transaction<'_>, t: &Table, items: &[T], write: fn(&T, &mut CopyLine)) -> Result<()> {
+fn insert_new<T>(tx: &mut Transaction<'_>, t: &Table, items: &[T], write: fn(&T, &mut CopyRows)) -> Result<()> {
     if items.is_empty() {
         return Ok(());
     }
-    copy(tx, &format!("stage_{}", t.name), t.columns, &copy_text(items, write))?;
+    copy(tx, &format!("stage_{}", t.name), t.columns, copy_rows(items, t.columns.len(), write))?;
     let columns = t.columns.join(", ");
     tx.batch_execute(&format!(
         "INSERT INTO {0} ({1}) SELECT {1} FROM stage_{0} ON CONFLICT ({2}) DO NOTHING",
@@ -281,44 +282,43 @@ fn insert_new<T>(tx: &mut Transaction<'_>, t: &Table, items: &[T], write: fn(&T,
     .with_context(|| format!("insert into {} failed", t.name))
 }
 
-/// Deletes retracted keys and upserts new versions, never touching final rows.
+/// Writes what a batch did to a table, never touching final rows: keys the database
+/// did not hold are appended with COPY (the cheapest write PostgreSQL has; a key it
+/// held after all would fail the write, not be lost), retracted keys are deleted, and
+/// the others upserted through a staging table.
 fn upsert<R: SinkRow>(tx: &mut Transaction<'_>, rows: &Upserts<R>) -> Result<()> {
     let t = &R::TABLE;
-    let mut line = CopyLine::default();
-    let (mut upserts, mut deletes) = (String::new(), String::new());
-    for (key, row) in &rows.rows {
-        match row {
-            Some(row) => {
-                row.write(&mut line);
-                line.finish_into(&mut upserts);
-            }
-            None => {
-                R::write_key(key, &mut line);
-                line.finish_into(&mut deletes);
-            }
+    let columns = t.columns.len();
+    let (mut inserts, mut updates, mut deletes) = (CopyRows::default(), CopyRows::default(), CopyRows::default());
+    for (key, latest) in &rows.rows {
+        match (&latest.row, latest.stored) {
+            (Some(row), false) => row.write(inserts.row(columns)),
+            (Some(row), true) => row.write(updates.row(columns)),
+            (None, true) => R::write_key(key, deletes.row(t.key.len())),
+            (None, false) => {}
         }
     }
-    if !deletes.is_empty() {
-        copy(tx, &format!("unstage_{}", t.name), t.key, &deletes)?;
+    if deletes.rows() > 0 {
+        copy(tx, &format!("unstage_{}", t.name), t.key, deletes)?;
         let matches: Vec<String> = t.key.iter().map(|k| format!("t.{k} = d.{k}")).collect();
         tx.batch_execute(&format!("DELETE FROM {0} t USING unstage_{0} d WHERE {1} AND NOT t.is_final", t.name, matches.join(" AND ")))
             .with_context(|| format!("delete from {} failed", t.name))?;
     }
-    if !upserts.is_empty() {
-        copy(tx, &format!("stage_{}", t.name), t.columns, &upserts)?;
+    if updates.rows() > 0 {
+        copy(tx, &format!("stage_{}", t.name), t.columns, updates)?;
         let columns = t.columns.join(", ");
-        let updates: Vec<String> = t.columns.iter().filter(|c| !t.key.contains(c)).map(|c| format!("{c} = EXCLUDED.{c}")).collect();
+        let set: Vec<String> = t.columns.iter().filter(|c| !t.key.contains(c)).map(|c| format!("{c} = EXCLUDED.{c}")).collect();
         tx.batch_execute(&format!(
             "INSERT INTO {0} ({1}) SELECT {1} FROM stage_{0}
              ON CONFLICT ({2}) DO UPDATE SET {3}, updated_at = now() WHERE NOT {0}.is_final",
             t.name,
             columns,
             t.key.join(", "),
-            updates.join(", ")
+            set.join(", ")
         ))
         .with_context(|| format!("upsert into {} failed", t.name))?;
     }
-    Ok(())
+    copy(tx, t.name, t.columns, inserts)
 }
 
 fn insert_progress(tx: &mut Transaction<'_>, p: &ProgressRow) -> Result<()> {

@@ -1,14 +1,16 @@
-//! How each row maps to the columns of its PostgreSQL table (CONTRACT §4), as lines of
-//! PostgreSQL's text COPY format. Rates, seconds and decimals are derived here.
+//! How each row maps to the columns of its PostgreSQL table (CONTRACT §4), as rows of
+//! PostgreSQL's binary COPY format. Rates, seconds and decimals are derived here.
 //!
-//! Owns column order and encoding; nothing here talks to the database.
+//! Owns column order, column types and encoding; nothing here talks to the database.
+//! Binary COPY spares the server from parsing text (times, decimals, integers), but
+//! each field must have its column's exact type: a mismatch fails the write, and every
+//! table is written by the integration tests.
 
-use std::fmt::Write as _;
 use std::hash::Hash;
 
-use dataflows::event::{Event, EventType};
+use dataflows::event::{Event, EventType, Text};
 use dataflows::rows::{ConversionRow, DeadLetter, FunnelRow, ProductRow, SessionRow, TrafficRow};
-use dataflows::time::{format_rfc3339, Millis};
+use dataflows::time::Millis;
 
 /// A table's name, key and the columns the sink writes, in COPY order.
 pub struct Table {
@@ -17,33 +19,45 @@ pub struct Table {
     pub columns: &'static [&'static str],
 }
 
-/// One line of text COPY input, fields separated by tabs.
-#[derive(Default)]
-pub struct CopyLine {
-    buf: String,
-    fields: usize,
+/// Milliseconds from the Unix epoch to 2000-01-01, PostgreSQL's epoch.
+const POSTGRES_EPOCH_MS: Millis = 946_684_800_000;
+
+/// Rows in PostgreSQL's binary COPY format: [`CopyRows::row`], then one call per
+/// column in COPY order, then [`CopyRows::finish`].
+pub struct CopyRows {
+    buf: Vec<u8>,
+    rows: usize,
 }
 
-impl CopyLine {
-    fn sep(&mut self) {
-        if self.fields > 0 {
-            self.buf.push('\t');
-        }
-        self.fields += 1;
+impl Default for CopyRows {
+    fn default() -> Self {
+        let mut buf = Vec::with_capacity(1 << 16);
+        buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+        buf.extend_from_slice(&0i32.to_be_bytes()); // flags
+        buf.extend_from_slice(&0i32.to_be_bytes()); // header extension length
+        CopyRows { buf, rows: 0 }
     }
-    pub fn text(&mut self, s: &str) -> &mut Self {
-        self.sep();
-        for c in s.chars() {
-            match c {
-                '\\' => self.buf.push_str("\\\\"),
-                '\t' => self.buf.push_str("\\t"),
-                '\n' => self.buf.push_str("\\n"),
-                '\r' => self.buf.push_str("\\r"),
-                '\0' => {}
-                c => self.buf.push(c),
-            }
-        }
+}
+
+impl CopyRows {
+    /// Starts a row of `fields` columns.
+    pub fn row(&mut self, fields: usize) -> &mut Self {
+        self.buf.extend_from_slice(&(fields as i16).to_be_bytes());
+        self.rows += 1;
         self
+    }
+    fn field(&mut self, bytes: &[u8]) -> &mut Self {
+        self.buf.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+        self.buf.extend_from_slice(bytes);
+        self
+    }
+    /// `text`. PostgreSQL text cannot hold NUL: events with one are rejected when
+    /// parsed, and elsewhere (a dead letter's detail) it is dropped.
+    pub fn text(&mut self, s: &str) -> &mut Self {
+        if s.contains('\0') {
+            return self.field(s.replace('\0', "").as_bytes());
+        }
+        self.field(s.as_bytes())
     }
     pub fn opt_text(&mut self, s: Option<&str>) -> &mut Self {
         match s {
@@ -52,52 +66,89 @@ impl CopyLine {
         }
     }
     pub fn null(&mut self) -> &mut Self {
-        self.sep();
-        self.buf.push_str("\\N");
+        self.buf.extend_from_slice(&(-1i32).to_be_bytes());
         self
     }
-    pub fn int(&mut self, v: i64) -> &mut Self {
-        self.sep();
-        let _ = write!(self.buf, "{v}");
-        self
+    /// `smallint`
+    pub fn int2(&mut self, v: i16) -> &mut Self {
+        self.field(&v.to_be_bytes())
     }
-    pub fn float(&mut self, v: f64) -> &mut Self {
-        self.sep();
-        let _ = write!(self.buf, "{v}");
-        self
+    /// `integer`. A value beyond its range goes as 8 bytes, which PostgreSQL refuses:
+    /// the write fails rather than store a wrong number.
+    pub fn int4(&mut self, v: i64) -> &mut Self {
+        match i32::try_from(v) {
+            Ok(v) => self.field(&v.to_be_bytes()),
+            Err(_) => self.field(&v.to_be_bytes()),
+        }
     }
-    /// `numerator / denominator`, or NULL when the denominator is 0.
+    /// `bigint`
+    pub fn int8(&mut self, v: i64) -> &mut Self {
+        self.field(&v.to_be_bytes())
+    }
+    /// `double precision`
+    pub fn float8(&mut self, v: f64) -> &mut Self {
+        self.field(&v.to_be_bytes())
+    }
+    /// `numerator / denominator` as `double precision`, or NULL when the denominator is 0.
     pub fn ratio(&mut self, numerator: i64, denominator: i64) -> &mut Self {
         if denominator == 0 {
             self.null()
         } else {
-            self.float(numerator as f64 / denominator as f64)
+            self.float8(numerator as f64 / denominator as f64)
         }
     }
     pub fn boolean(&mut self, v: bool) -> &mut Self {
-        self.sep();
-        self.buf.push(if v { 't' } else { 'f' });
-        self
+        self.field(&[u8::from(v)])
     }
+    /// `timestamptz`: microseconds since 2000-01-01 UTC; `Millis::MAX` is infinity.
     pub fn time(&mut self, t: Millis) -> &mut Self {
-        self.sep();
-        self.buf.push_str(&format_rfc3339(t));
-        self
+        let micros = match t {
+            Millis::MAX => i64::MAX,
+            Millis::MIN => i64::MIN,
+            t => (t - POSTGRES_EPOCH_MS).saturating_mul(1000),
+        };
+        self.field(&micros.to_be_bytes())
     }
-    /// Cents as an exact decimal with two places.
+    /// Cents as an exact `numeric` with two decimals.
     pub fn money(&mut self, cents: i64) -> &mut Self {
-        self.sep();
-        let sign = if cents < 0 { "-" } else { "" };
-        let _ = write!(self.buf, "{sign}{}.{:02}", cents.unsigned_abs() / 100, cents.unsigned_abs() % 100);
+        let (weight, digits) = numeric_digits(cents.unsigned_abs());
+        self.buf.extend_from_slice(&(8 + 2 * digits.len() as i32).to_be_bytes());
+        for v in [digits.len() as i16, weight, if cents < 0 { 0x4000 } else { 0 }, 2] {
+            self.buf.extend_from_slice(&v.to_be_bytes());
+        }
+        for d in digits {
+            self.buf.extend_from_slice(&d.to_be_bytes());
+        }
         self
     }
-    /// Ends the line and appends it to `out`.
-    pub fn finish_into(&mut self, out: &mut String) {
-        out.push_str(&self.buf);
-        out.push('\n');
-        self.buf.clear();
-        self.fields = 0;
+    /// Rows written so far.
+    pub fn rows(&self) -> usize {
+        self.rows
     }
+    /// The COPY data: the rows and the trailer.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.buf.extend_from_slice(&(-1i16).to_be_bytes());
+        self.buf
+    }
+}
+
+/// `cents / 100` as PostgreSQL's `numeric` stores it: base-10000 digits, most
+/// significant first and without trailing zeros, and the weight (power of 10000) of the
+/// first one.
+fn numeric_digits(cents: u64) -> (i16, Vec<i16>) {
+    let mut digits = Vec::new();
+    let mut whole = cents / 100;
+    while whole > 0 {
+        digits.push((whole % 10_000) as i16);
+        whole /= 10_000;
+    }
+    digits.reverse();
+    let weight = digits.len() as i16 - 1;
+    digits.push((cents % 100 * 100) as i16);
+    while digits.last() == Some(&0) {
+        digits.pop();
+    }
+    (if digits.is_empty() { 0 } else { weight }, digits)
 }
 
 /// A row the sink writes as a whole, with a key.
@@ -105,18 +156,12 @@ pub trait SinkRow: Clone {
     type Key: Hash + Eq + Clone;
     const TABLE: Table;
     fn key(&self) -> Self::Key;
-    fn write(&self, line: &mut CopyLine);
-    fn write_key(key: &Self::Key, line: &mut CopyLine);
-}
-
-fn counts_by_type(line: &mut CopyLine, counts: &[i64; 7]) {
-    for t in EventType::ALL {
-        line.int(counts[t.index()]);
-    }
+    fn write(&self, rows: &mut CopyRows);
+    fn write_key(key: &Self::Key, rows: &mut CopyRows);
 }
 
 impl SinkRow for SessionRow {
-    type Key = (String, Millis);
+    type Key = (Text, Millis);
     const TABLE: Table = Table {
         name: "sessions",
         key: &["user_id", "session_start"],
@@ -150,14 +195,16 @@ impl SinkRow for SessionRow {
     fn key(&self) -> Self::Key {
         (self.user_id.clone(), self.session_start)
     }
-    fn write(&self, l: &mut CopyLine) {
+    fn write(&self, l: &mut CopyRows) {
         l.text(&self.user_id)
             .time(self.session_start)
             .time(self.session_end)
-            .float(self.duration_ms() as f64 / 1000.0)
-            .int(self.event_count());
-        counts_by_type(l, &self.counts);
-        l.int(self.units)
+            .float8(self.duration_ms() as f64 / 1000.0)
+            .int4(self.event_count());
+        for t in EventType::ALL {
+            l.int4(self.counts[t.index()]);
+        }
+        l.int8(self.units)
             .money(self.revenue_cents)
             .boolean(self.converted())
             .boolean(self.bounced())
@@ -167,10 +214,10 @@ impl SinkRow for SessionRow {
             .text(&self.device)
             .text(&self.country)
             .text(&self.referrer)
-            .int(i64::from(self.funnel_step))
+            .int2(i16::from(self.funnel_step))
             .boolean(self.is_final);
     }
-    fn write_key((user, start): &Self::Key, l: &mut CopyLine) {
+    fn write_key((user, start): &Self::Key, l: &mut CopyRows) {
         l.text(user).time(*start);
     }
 }
@@ -199,18 +246,20 @@ impl SinkRow for TrafficRow {
     fn key(&self) -> Self::Key {
         self.window_start
     }
-    fn write(&self, l: &mut CopyLine) {
-        l.time(self.window_start).time(self.window_end).int(self.counts.iter().sum());
-        counts_by_type(l, &self.counts);
-        l.int(self.active_users).money(self.revenue_cents).boolean(self.is_final);
+    fn write(&self, l: &mut CopyRows) {
+        l.time(self.window_start).time(self.window_end).int8(self.counts.iter().sum());
+        for t in EventType::ALL {
+            l.int8(self.counts[t.index()]);
+        }
+        l.int8(self.active_users).money(self.revenue_cents).boolean(self.is_final);
     }
-    fn write_key(start: &Self::Key, l: &mut CopyLine) {
+    fn write_key(start: &Self::Key, l: &mut CopyRows) {
         l.time(*start);
     }
 }
 
 impl SinkRow for ProductRow {
-    type Key = (Millis, String);
+    type Key = (Millis, Text);
     const TABLE: Table = Table {
         name: "product_stats",
         key: &["window_start", "product_id"],
@@ -233,22 +282,22 @@ impl SinkRow for ProductRow {
     fn key(&self) -> Self::Key {
         (self.window_start, self.product_id.clone())
     }
-    fn write(&self, l: &mut CopyLine) {
+    fn write(&self, l: &mut CopyRows) {
         l.time(self.window_start)
             .text(&self.product_id)
             .time(self.window_end)
             .text(&self.category)
-            .int(self.views)
-            .int(self.cart_adds)
-            .int(self.cart_removes)
-            .int(self.purchases)
-            .int(self.units)
+            .int8(self.views)
+            .int8(self.cart_adds)
+            .int8(self.cart_removes)
+            .int8(self.purchases)
+            .int8(self.units)
             .money(self.revenue_cents)
             .ratio(self.cart_adds, self.views)
             .ratio(self.purchases, self.cart_adds)
             .boolean(self.is_final);
     }
-    fn write_key((start, product): &Self::Key, l: &mut CopyLine) {
+    fn write_key((start, product): &Self::Key, l: &mut CopyRows) {
         l.time(*start).text(product);
     }
 }
@@ -277,28 +326,28 @@ impl SinkRow for FunnelRow {
     fn key(&self) -> Self::Key {
         self.window_start
     }
-    fn write(&self, l: &mut CopyLine) {
+    fn write(&self, l: &mut CopyRows) {
         l.time(self.window_start)
             .time(self.window_end)
-            .int(self.sessions)
-            .int(self.product_view_sessions)
-            .int(self.cart_sessions)
-            .int(self.checkout_sessions)
-            .int(self.purchase_sessions)
+            .int8(self.sessions)
+            .int8(self.product_view_sessions)
+            .int8(self.cart_sessions)
+            .int8(self.checkout_sessions)
+            .int8(self.purchase_sessions)
             .ratio(self.purchase_sessions, self.sessions)
             .ratio(self.abandoned_sessions, self.sessions_with_cart_adds)
             .ratio(self.bounced_sessions, self.sessions)
-            .float(self.total_duration_ms as f64 / 1000.0 / self.sessions as f64)
+            .float8(self.total_duration_ms as f64 / 1000.0 / self.sessions as f64)
             .money(self.revenue_cents)
             .boolean(self.is_final);
     }
-    fn write_key(start: &Self::Key, l: &mut CopyLine) {
+    fn write_key(start: &Self::Key, l: &mut CopyRows) {
         l.time(*start);
     }
 }
 
 impl SinkRow for ConversionRow {
-    type Key = (Millis, String, String);
+    type Key = (Millis, Text, Text);
     const TABLE: Table = Table {
         name: "conversion",
         key: &["window_start", "dimension", "value"],
@@ -317,18 +366,18 @@ impl SinkRow for ConversionRow {
     fn key(&self) -> Self::Key {
         (self.window_start, self.dimension.clone(), self.value.clone())
     }
-    fn write(&self, l: &mut CopyLine) {
+    fn write(&self, l: &mut CopyRows) {
         l.time(self.window_start)
             .text(&self.dimension)
             .text(&self.value)
             .time(self.window_end)
-            .int(self.sessions)
-            .int(self.converted_sessions)
+            .int8(self.sessions)
+            .int8(self.converted_sessions)
             .ratio(self.converted_sessions, self.sessions)
             .money(self.revenue_cents)
             .boolean(self.is_final);
     }
-    fn write_key((start, dimension, value): &Self::Key, l: &mut CopyLine) {
+    fn write_key((start, dimension, value): &Self::Key, l: &mut CopyRows) {
         l.time(*start).text(dimension).text(value);
     }
 }
@@ -356,7 +405,7 @@ pub const EVENTS_RAW: Table = Table {
     ],
 };
 
-pub fn write_event(e: &Event, l: &mut CopyLine) {
+pub fn write_event(e: &Event, l: &mut CopyRows) {
     l.text(&e.event_id).time(e.event_time).text(e.event_type.as_str()).text(&e.user_id).text(&e.page);
     l.opt_text(e.product_id.as_deref()).opt_text(e.category.as_deref());
     match e.price_cents {
@@ -364,7 +413,7 @@ pub fn write_event(e: &Event, l: &mut CopyLine) {
         None => l.null(),
     };
     match e.quantity {
-        Some(q) => l.int(q),
+        Some(q) => l.int4(q),
         None => l.null(),
     };
     l.opt_text(e.order_id.as_deref()).text(&e.device).text(&e.country).text(&e.referrer).text(&e.user_agent).text(&e.ip);
@@ -374,7 +423,7 @@ pub fn write_event(e: &Event, l: &mut CopyLine) {
 pub const DEAD_LETTERS: Table =
     Table { name: "dead_letters", key: &["source"], columns: &["received_at", "source", "reason", "detail", "payload"] };
 
-pub fn write_dead_letter(d: &DeadLetter, l: &mut CopyLine) {
+pub fn write_dead_letter(d: &DeadLetter, l: &mut CopyRows) {
     l.time(d.received_at).text(&d.source).text(d.reason.as_str()).text(&d.detail).text(&d.payload);
 }
 
@@ -383,10 +432,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escapes_text_and_formats_money_and_nulls() {
-        let mut l = CopyLine::default();
-        let mut out = String::new();
-        l.text("a\tb\\c\nd\0").money(-5).money(123_456).ratio(1, 0).ratio(1, 4).boolean(true).finish_into(&mut out);
-        assert_eq!(out, "a\\tb\\\\c\\nd\t-0.05\t1234.56\t\\N\t0.25\tt\n");
+    fn money_is_numeric_base_10000_digits() {
+        assert_eq!(numeric_digits(0), (0, vec![]));
+        assert_eq!(numeric_digits(5), (-1, vec![500])); // 0.05
+        assert_eq!(numeric_digits(100), (0, vec![1])); // 1.00
+        assert_eq!(numeric_digits(123_456), (0, vec![1234, 5600])); // 1234.56
+        assert_eq!(numeric_digits(1_000_000), (1, vec![1])); // 10000.00
+        assert_eq!(numeric_digits(1_234_567_890_101), (2, vec![123, 4567, 8901, 100]));
+        // 12345678901.01
+    }
+
+    #[test]
+    fn rows_are_counted_fields_with_lengths_and_a_trailer() {
+        let mut rows = CopyRows::default();
+        rows.row(4).text("a\0b").null().int2(7).time(POSTGRES_EPOCH_MS + 1);
+        assert_eq!(rows.rows(), 1);
+        let data = rows.finish();
+        let mut expected = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0".to_vec();
+        expected.extend_from_slice(&[0, 4, 0, 0, 0, 2, b'a', b'b', 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 2, 0, 7]);
+        expected.extend_from_slice(&[0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0x03, 0xe8, 0xff, 0xff]);
+        assert_eq!(data, expected);
     }
 }

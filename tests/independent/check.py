@@ -144,7 +144,14 @@ def read_tables(url: str) -> dict:
         SELECT event_id, {ms('event_time')}, event_type, user_id, page, product_id,
                category, price::text AS price, quantity, order_id, device, country,
                referrer, user_agent, ip FROM events_raw""")
-    t["events_raw"] = {(r.pop("event_id"), r["event_time"]): r for r in rows}
+    # The key (event_id, event_time) is kept by the processor, not by an index: count
+    # a repeat as a problem instead of letting the dict hide it.
+    t["events_raw"], t["repeated_keys"] = {}, []
+    for r in rows:
+        key = (r.pop("event_id"), r["event_time"])
+        if key in t["events_raw"]:
+            t["repeated_keys"].append(key)
+        t["events_raw"][key] = r
 
     rows = query_rows(url, f"""
         SELECT user_id, {ms('session_start')}, {ms('session_end')}, duration_seconds,
@@ -210,7 +217,8 @@ def replay_and_compare(rep: Report, binary: str, base_url: str, db: str, path: s
         rep.result("process exits 0" + suffix, problems, f"{secs:.1f} s")
 
         got = read_tables(url)
-        rep.result("events_raw" + suffix, compare("events_raw", ref["events_raw"], got["events_raw"], EVENT_COLS),
+        repeated = [f"key {k!r} is in events_raw more than once" for k in got["repeated_keys"]]
+        rep.result("events_raw" + suffix, compare("events_raw", ref["events_raw"], got["events_raw"], EVENT_COLS) + repeated,
                    f"{len(got['events_raw'])} rows")
         rep.result("sessions" + suffix, compare("sessions", ref["sessions"], got["sessions"], SESSION_COLS),
                    f"{len(got['sessions'])} rows")

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Event, EventType};
+use crate::event::{Event, EventType, Text};
 use crate::operators::windows::WindowAggregate;
 use crate::rows::{ConversionRow, FunnelRow, ProductRow, SessionRow, TrafficRow, TypeCounts};
 use crate::time::Millis;
@@ -18,7 +18,7 @@ use crate::time::Millis;
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Hit {
     pub event_type: EventType,
-    pub user_id: String,
+    pub user_id: Text,
     pub revenue_cents: i64,
 }
 
@@ -32,7 +32,7 @@ impl Hit {
 #[derive(Default)]
 pub struct Traffic {
     counts: TypeCounts,
-    users: HashMap<String, isize>,
+    users: HashMap<Text, isize>,
     revenue_cents: i64,
 }
 
@@ -73,16 +73,16 @@ impl WindowAggregate for Traffic {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ProductHit {
     pub time: Millis,
-    pub event_id: String,
+    pub event_id: Text,
     pub event_type: EventType,
-    pub category: String,
+    pub category: Text,
     pub quantity: i64,
     pub revenue_cents: i64,
 }
 
 impl ProductHit {
     /// The product and hit of an event of the four product types; `None` for others.
-    pub fn of(e: &Event) -> Option<(String, ProductHit)> {
+    pub fn of(e: &Event) -> Option<(Text, ProductHit)> {
         let counted =
             matches!(e.event_type, EventType::ProductView | EventType::AddToCart | EventType::RemoveFromCart | EventType::Purchase);
         let product = e.product_id.clone().filter(|_| counted)?;
@@ -105,12 +105,12 @@ pub struct ProductStats {
     counts: TypeCounts,
     units: i64,
     revenue_cents: i64,
-    first: Option<(Millis, String, String)>,
+    first: Option<(Millis, Text, Text)>,
 }
 
 impl WindowAggregate for ProductStats {
     type In = ProductHit;
-    type Group = String;
+    type Group = Text;
     type Row = ProductRow;
 
     fn add(&mut self, hit: ProductHit, diff: isize) {
@@ -127,7 +127,7 @@ impl WindowAggregate for ProductStats {
         }
     }
 
-    fn row(&self, (window_start, window_end): (Millis, Millis), product_id: &String, is_final: bool) -> Option<ProductRow> {
+    fn row(&self, (window_start, window_end): (Millis, Millis), product_id: &Text, is_final: bool) -> Option<ProductRow> {
         let (_, _, category) = self.first.as_ref()?;
         Some(ProductRow {
             window_start,
@@ -185,7 +185,7 @@ impl WindowAggregate for Funnel {
 }
 
 /// The dimensions of `conversion`, and a session's value in each.
-pub fn dimensions(s: &SessionRow) -> [(&'static str, String); 3] {
+pub fn dimensions(s: &SessionRow) -> [(&'static str, Text); 3] {
     [("device", s.device.clone()), ("country", s.country.clone()), ("referrer", s.referrer.clone())]
 }
 
@@ -214,7 +214,7 @@ pub struct Conversion {
 
 impl WindowAggregate for Conversion {
     type In = SessionOutcome;
-    type Group = (String, String);
+    type Group = (Text, Text);
     type Row = ConversionRow;
 
     fn add(&mut self, s: SessionOutcome, diff: isize) {
@@ -228,7 +228,7 @@ impl WindowAggregate for Conversion {
     fn row(
         &self,
         (window_start, window_end): (Millis, Millis),
-        (dimension, value): &(String, String),
+        (dimension, value): &(Text, Text),
         is_final: bool,
     ) -> Option<ConversionRow> {
         (self.sessions > 0).then(|| ConversionRow {

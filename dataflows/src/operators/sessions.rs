@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Event, EventType};
+use crate::event::{Event, EventType, Text};
 use crate::operators::by_epoch::EpochLogic;
 use crate::rows::SessionRow;
 use crate::time::Millis;
@@ -19,19 +19,19 @@ use crate::time::Millis;
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Click {
     pub time: Millis,
-    pub event_id: String,
+    pub event_id: Text,
     pub event_type: EventType,
-    pub page: String,
+    pub page: Text,
     pub units: i64,
     pub revenue_cents: i64,
-    pub device: String,
-    pub country: String,
-    pub referrer: String,
+    pub device: Text,
+    pub country: Text,
+    pub referrer: Text,
 }
 
 impl Click {
     /// The user and the click of one event.
-    pub fn of(e: &Event) -> (String, Click) {
+    pub fn of(e: &Event) -> (Text, Click) {
         let units = if e.event_type == EventType::Purchase { e.quantity.unwrap_or(0) } else { 0 };
         let click = Click {
             time: e.event_time,
@@ -61,9 +61,9 @@ struct User {
 /// Splits each user's events into sessions at gaps `≥ gap`.
 pub struct Sessionize {
     gap: Millis,
-    users: HashMap<String, User>,
-    touched: BTreeSet<String>,
-    deadlines: BTreeSet<(Millis, String)>,
+    users: HashMap<Text, User>,
+    touched: BTreeSet<Text>,
+    deadlines: BTreeSet<(Millis, Text)>,
 }
 
 impl Sessionize {
@@ -76,10 +76,10 @@ impl Sessionize {
         self.users.len()
     }
 
-    fn refresh(&mut self, user_id: &str, watermark: Millis, out: &mut Vec<(SessionRow, isize)>) {
+    fn refresh(&mut self, user_id: &Text, watermark: Millis, out: &mut Vec<(SessionRow, isize)>) {
         let Some(user) = self.users.get_mut(user_id) else { return };
         if let Some(d) = user.deadline.take() {
-            self.deadlines.remove(&(d, user_id.to_owned()));
+            self.deadlines.remove(&(d, user_id.clone()));
         }
         user.clicks.sort();
         let mut rows = Vec::new();
@@ -110,7 +110,7 @@ impl Sessionize {
             Some(first) => {
                 let d = first.session_end + self.gap;
                 user.deadline = Some(d);
-                self.deadlines.insert((d, user_id.to_owned()));
+                self.deadlines.insert((d, user_id.clone()));
             }
             None => {
                 self.users.remove(user_id);
@@ -120,7 +120,7 @@ impl Sessionize {
 }
 
 /// The row of one session from its events, sorted by (time, event_id).
-fn session_row(user_id: &str, clicks: &[Click], is_final: bool) -> SessionRow {
+fn session_row(user_id: &Text, clicks: &[Click], is_final: bool) -> SessionRow {
     let first = &clicks[0];
     let last = &clicks[clicks.len() - 1];
     let mut counts = [0i64; 7];
@@ -128,7 +128,7 @@ fn session_row(user_id: &str, clicks: &[Click], is_final: bool) -> SessionRow {
         counts[c.event_type.index()] += 1;
     }
     SessionRow {
-        user_id: user_id.to_owned(),
+        user_id: user_id.clone(),
         session_start: first.time,
         session_end: last.time,
         counts,
@@ -163,10 +163,10 @@ pub fn funnel_step(clicks: &[Click]) -> u8 {
 }
 
 impl EpochLogic for Sessionize {
-    type In = (String, Click);
+    type In = (Text, Click);
     type Out = SessionRow;
 
-    fn absorb(&mut self, (user_id, click): (String, Click), diff: isize) {
+    fn absorb(&mut self, (user_id, click): (Text, Click), diff: isize) {
         debug_assert!(diff > 0, "events are never retracted");
         self.users.entry(user_id.clone()).or_default().clicks.push(click);
         self.touched.insert(user_id);
@@ -193,12 +193,12 @@ mod tests {
 
     const GAP: Millis = 30 * 60 * 1000;
 
-    fn click(id: &str, time: Millis, t: EventType) -> (String, Click) {
+    fn click(id: &str, time: Millis, t: EventType) -> (Text, Click) {
         let c = Click {
             time,
             event_id: id.into(),
             event_type: t,
-            page: format!("/{id}"),
+            page: format!("/{id}").into(),
             units: if t == EventType::Purchase { 1 } else { 0 },
             revenue_cents: if t == EventType::Purchase { 1000 } else { 0 },
             device: "mobile".into(),
@@ -208,7 +208,7 @@ mod tests {
         ("u".into(), c)
     }
 
-    fn run(clicks: Vec<(String, Click)>, watermark: Millis) -> Vec<SessionRow> {
+    fn run(clicks: Vec<(Text, Click)>, watermark: Millis) -> Vec<SessionRow> {
         let mut s = Sessionize::new(GAP);
         for c in clicks {
             s.absorb(c, 1);

@@ -1,0 +1,400 @@
+//! `clickflow bench`: measures each stage of the pipeline on one JSON Lines file and
+//! prints events/s, peak memory and latency per stage, with ratios to a plain batch
+//! baseline (and to Spark Structured Streaming with `--compare-spark`).
+//!
+//! Each stage runs in a child process of its own (`clickflow bench --stage NAME`), so
+//! that the peak memory it reports is its own; the parent prints the table. The stages
+//! call the same code as the real commands (`dataflows`, `reference`, `process`): this
+//! module owns only the measuring, never a figure of the tables.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::ValueEnum;
+use dataflows::event::Event;
+use dataflows::ingest::{Admission, Ingest};
+use dataflows::pipeline::{build, Settings};
+use dataflows::rows::Change;
+use dataflows::time::Millis;
+use serde::{Deserialize, Serialize};
+use timely::dataflow::operators::{Inspect, Probe};
+
+use crate::process::{self, now_millis, peak_memory_mib};
+
+/// The contract's defaults, as `clickflow process` runs by default.
+const WATERMARK_DELAY: Millis = 60_000;
+const IDLE_TIMEOUT: Millis = 30_000;
+const DEDUPE_HORIZON: Millis = 86_400_000;
+const EPOCH_EVENTS: usize = 20_000;
+/// Epochs fed ahead of the dataflow's output at most, as `process` does.
+const EPOCHS_IN_FLIGHT: u64 = 4;
+/// The database each PostgreSQL stage recreates on the server of `--postgres`.
+const BENCH_DATABASE: &str = "clickflow_bench";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+pub enum Stage {
+    /// The plain batch job (the tests' oracle: sort, group, count on one thread) over the
+    /// accepted events, parsed beforehand.
+    Baseline,
+    /// The dataflow over the accepted events, parsed beforehand, in memory.
+    Core,
+    /// Parsing, admission (watermark, lateness, dedupe) and the dataflow, from lines in
+    /// memory; parsing runs on the reading worker.
+    Parse,
+    /// `clickflow process --input FILE` into a new database: every table and events_raw.
+    File,
+}
+
+impl Stage {
+    fn title(self) -> &'static str {
+        match self {
+            Stage::Baseline => "plain batch baseline",
+            Stage::Core => "dataflow core (pre-parsed)",
+            Stage::Parse => "parse + dataflow",
+            Stage::File => "file -> PostgreSQL",
+        }
+    }
+}
+
+/// What one stage measured.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Measured {
+    pub stage: String,
+    pub workers: usize,
+    /// Messages (lines) the stage took in.
+    pub events: u64,
+    pub seconds: f64,
+    pub peak_mib: f64,
+    /// Final rows out of the dataflow (or the baseline), all tables but events_raw.
+    pub final_rows: u64,
+    /// From the epoch that moved the watermark past a traffic window's end to that
+    /// window's final row leaving the dataflow, in milliseconds.
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+}
+
+pub struct Options {
+    pub input: PathBuf,
+    pub postgres: Option<String>,
+    pub stages: Vec<Stage>,
+    pub workers: Vec<usize>,
+    pub compare_spark: bool,
+    pub json: bool,
+}
+
+/// Runs every asked stage in its own process and prints the table.
+pub fn run(options: &Options) -> Result<()> {
+    let lines = count_lines(&options.input)?;
+    let exe = std::env::current_exe().context("cannot find the clickflow executable")?;
+    let mut results = Vec::new();
+    if !options.json {
+        println!("{} lines of {} on {} cores", lines, options.input.display(), std::thread::available_parallelism().map_or(1, |n| n.get()));
+        println!(
+            "{:<28} {:>3} {:>10} {:>8} {:>12} {:>9} {:>11} {:>11}",
+            "stage", "-w", "lines", "seconds", "lines/s", "peak MiB", "p50 ms", "p99 ms"
+        );
+    }
+    for &stage in &options.stages {
+        let workers: &[usize] = if matches!(stage, Stage::Baseline | Stage::Parse) { &[1] } else { &options.workers };
+        for &w in workers {
+            let mut child = Command::new(&exe);
+            child.args(["bench", "--stage"]).arg(stage.to_possible_value().expect("named").get_name());
+            child.args(["--input"]).arg(&options.input).args(["--workers", &w.to_string()]);
+            if let Some(url) = &options.postgres {
+                child.args(["--postgres", url]);
+            }
+            let out = child.output().with_context(|| format!("cannot run the {} stage", stage.title()))?;
+            if !out.status.success() {
+                bail!("the {} stage failed: {}", stage.title(), String::from_utf8_lossy(&out.stderr).trim());
+            }
+            let measured: Measured = serde_json::from_slice(&out.stdout)
+                .with_context(|| format!("the {} stage printed no result: {}", stage.title(), String::from_utf8_lossy(&out.stdout)))?;
+            print_row(&measured, options.json);
+            results.push(measured);
+        }
+    }
+    if options.compare_spark {
+        let spark = spark(&options.input)?;
+        print_row(&spark, options.json);
+        results.push(spark);
+    }
+    if !options.json {
+        print_ratios(&results);
+    }
+    Ok(())
+}
+
+fn print_row(m: &Measured, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(m).expect("serialisable"));
+        return;
+    }
+    let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
+    println!(
+        "{:<28} {:>3} {:>10} {:>8.2} {:>12.0} {:>9.0} {:>11} {:>11}",
+        m.stage,
+        m.workers,
+        m.events,
+        m.seconds,
+        m.events as f64 / m.seconds,
+        m.peak_mib,
+        ms(m.latency_p50_ms),
+        ms(m.latency_p99_ms)
+    );
+}
+
+/// Ratios within this run: the dataflow against the baseline, and against Spark.
+fn print_ratios(results: &[Measured]) {
+    let find = |stage: Stage, w: usize| results.iter().find(|m| m.stage == stage.title() && m.workers == w);
+    if let (Some(base), Some(core)) = (find(Stage::Baseline, 1), find(Stage::Core, 1)) {
+        println!("dataflow core -w1 takes {:.2}x the baseline's time", core.seconds / base.seconds);
+        if base.final_rows != core.final_rows {
+            println!("WARNING: the baseline has {} rows and the dataflow {}: they should agree", base.final_rows, core.final_rows);
+        }
+    }
+    if let (Some(spark), Some(file)) = (results.iter().find(|m| m.stage.starts_with("spark")), find(Stage::File, 1)) {
+        println!("file -> PostgreSQL -w1 is {:.1}x faster than Spark", spark.seconds / file.seconds);
+    }
+}
+
+/// Runs one stage in this process and prints its [`Measured`] as JSON.
+pub fn run_stage(stage: Stage, input: &Path, workers: usize, postgres: Option<&str>) -> Result<()> {
+    let lines = read_lines(input)?;
+    let settings = Settings::default();
+    let measured = match stage {
+        Stage::Baseline => baseline(&lines, settings),
+        Stage::Core => dataflow(stage, Feed::Events(admitted(&lines, workers)), lines.len(), workers, settings)?,
+        Stage::Parse => dataflow(stage, Feed::Lines(lines), 0, 1, settings)?,
+        Stage::File => {
+            file(input, lines.len(), workers, postgres.ok_or_else(|| anyhow!("the file stage needs --postgres or DATABASE_URL"))?)?
+        }
+    };
+    println!("{}", serde_json::to_string(&measured)?);
+    Ok(())
+}
+
+fn read_lines(path: &Path) -> Result<Vec<Vec<u8>>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect())
+}
+
+fn count_lines(path: &Path) -> Result<usize> {
+    Ok(std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?.iter().filter(|b| **b == b'\n').count())
+}
+
+fn baseline(lines: &[Vec<u8>], settings: Settings) -> Measured {
+    let arrivals: Vec<reference::Arrival> =
+        lines.iter().map(|bytes| reference::Arrival { partition: 0, now: now_millis(), bytes: bytes.clone() }).collect();
+    let mut tables = reference::admit(&arrivals, 1, WATERMARK_DELAY, Millis::MAX);
+    let started = Instant::now();
+    reference::derive(&mut tables, settings);
+    let seconds = started.elapsed().as_secs_f64();
+    let t = &tables;
+    let final_rows = t.sessions.len() + t.traffic.len() + t.products.len() + t.funnel.len() + t.conversion.len();
+    Measured {
+        stage: Stage::Baseline.title().into(),
+        workers: 1,
+        events: lines.len() as u64,
+        seconds,
+        peak_mib: peak_memory_mib().unwrap_or(0.0),
+        final_rows: final_rows as u64,
+        latency_p50_ms: None,
+        latency_p99_ms: None,
+    }
+}
+
+/// Epochs of accepted events for each worker, with the watermark at each epoch's end:
+/// admission as `process` does it on one partition, done before the clock starts.
+type Epochs = Vec<(Vec<Event>, Millis)>;
+
+fn admitted(lines: &[Vec<u8>], workers: usize) -> Vec<Epochs> {
+    let now = now_millis();
+    let mut ingest = Ingest::single(WATERMARK_DELAY, DEDUPE_HORIZON);
+    let mut shares: Vec<Epochs> = vec![Vec::new(); workers];
+    for chunk in lines.chunks(EPOCH_EVENTS) {
+        for share in &mut shares {
+            share.push((Vec::new(), Millis::MIN));
+        }
+        for (i, bytes) in chunk.iter().enumerate() {
+            if let Admission::Accepted(event) = ingest.admit(bytes, now) {
+                shares[i % workers].last_mut().expect("pushed").0.push(event);
+            }
+        }
+        let w = ingest.watermark(now);
+        for share in &mut shares {
+            share.last_mut().expect("pushed").1 = w;
+        }
+    }
+    shares
+}
+
+enum Feed {
+    /// Per worker, epochs of accepted events.
+    Events(Vec<Epochs>),
+    /// Lines, parsed and admitted by worker 0.
+    Lines(Vec<Vec<u8>>),
+}
+
+/// Feeds the graph epoch by epoch on `workers` threads and times it to the last output.
+fn dataflow(stage: Stage, feed: Feed, lines: usize, workers: usize, settings: Settings) -> Result<Measured> {
+    let lines = match &feed {
+        Feed::Events(_) => lines,
+        Feed::Lines(l) => l.len(),
+    };
+    let feeds: Vec<Mutex<Option<Feed>>> = match feed {
+        Feed::Events(shares) => shares.into_iter().map(|s| Mutex::new(Some(Feed::Events(vec![s])))).collect(),
+        Feed::Lines(l) => vec![Mutex::new(Some(Feed::Lines(l)))],
+    };
+    let feeds = Arc::new(feeds);
+    let started = Instant::now();
+    let guards = timely::execute(timely::Config::process(workers), move |worker| {
+        let index = worker.index();
+        let closed: Rc<RefCell<Vec<Instant>>> = Rc::default();
+        let seen: Rc<RefCell<(u64, Vec<f64>)>> = Rc::default();
+        let (mut inputs, probe) = worker.dataflow::<u64, _, _>(|scope| {
+            let (inputs, changes) = build(scope, settings);
+            let (closed, seen) = (closed.clone(), seen.clone());
+            let (probe, _) = changes
+                .inner
+                .inspect(move |(change, epoch, diff)| {
+                    if *diff > 0 && is_final(change) {
+                        let mut seen = seen.borrow_mut();
+                        seen.0 += 1;
+                        if matches!(change, Change::Traffic(_)) {
+                            let at = closed.borrow()[*epoch as usize];
+                            seen.1.push(at.elapsed().as_secs_f64() * 1000.0);
+                        }
+                    }
+                })
+                .probe();
+            (inputs, probe)
+        });
+        let end_epoch = |inputs: &mut dataflows::pipeline::Inputs, w: Millis, worker: &mut timely::worker::Worker| {
+            closed.borrow_mut().push(Instant::now());
+            inputs.end_epoch(w);
+            let behind = inputs.epoch().saturating_sub(EPOCHS_IN_FLIGHT);
+            while probe.less_than(&behind) {
+                worker.step();
+            }
+        };
+        let feed = feeds.get(index).and_then(|f| f.lock().expect("not poisoned").take());
+        match feed {
+            Some(Feed::Events(mut shares)) => {
+                for (events, w) in shares.pop().unwrap_or_default() {
+                    for event in events {
+                        inputs.accept(event);
+                    }
+                    end_epoch(&mut inputs, w, worker);
+                }
+            }
+            Some(Feed::Lines(lines)) => {
+                let now = now_millis();
+                let mut ingest = Ingest::single(WATERMARK_DELAY, DEDUPE_HORIZON);
+                for (n, chunk) in lines.chunks(EPOCH_EVENTS).enumerate() {
+                    for (i, bytes) in chunk.iter().enumerate() {
+                        inputs.admit(&mut ingest, bytes, now, || format!("bench:{}", n * EPOCH_EVENTS + i + 1));
+                    }
+                    end_epoch(&mut inputs, ingest.watermark(now), worker);
+                }
+            }
+            None => {}
+        }
+        // The input has ended: W becomes +inf and every row final.
+        end_epoch(&mut inputs, Millis::MAX, worker);
+        drop(inputs);
+        while worker.step_or_park(Some(Duration::from_millis(1))) {}
+        Rc::try_unwrap(seen).map(RefCell::into_inner).unwrap_or_default()
+    })
+    .map_err(|e| anyhow!("cannot start the timely workers: {e}"))?;
+    let mut final_rows = 0;
+    let mut latencies = Vec::new();
+    for result in guards.join() {
+        let (rows, lat) = result.map_err(|e| anyhow!("a worker failed: {e}"))?;
+        final_rows += rows;
+        latencies.extend(lat);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    let quantile = |q: f64| (!latencies.is_empty()).then(|| latencies[((latencies.len() - 1) as f64 * q).round() as usize]);
+    Ok(Measured {
+        stage: stage.title().into(),
+        workers,
+        events: lines as u64,
+        seconds,
+        peak_mib: peak_memory_mib().unwrap_or(0.0),
+        final_rows,
+        latency_p50_ms: quantile(0.5),
+        latency_p99_ms: quantile(0.99),
+    })
+}
+
+fn is_final(change: &Change) -> bool {
+    match change {
+        Change::Session(r) => r.is_final,
+        Change::Traffic(r) => r.is_final,
+        Change::Product(r) => r.is_final,
+        Change::Funnel(r) => r.is_final,
+        Change::Conversion(r) => r.is_final,
+        Change::Event(_) | Change::DeadLetter(_) | Change::Progress(_) => false,
+    }
+}
+
+/// `clickflow process --input FILE` into a database made anew for the run.
+fn file(input: &Path, lines: usize, workers: usize, postgres: &str) -> Result<Measured> {
+    let url = fresh_database(postgres)?;
+    let options = process::Options {
+        input: process::Input::File(input.display().to_string()),
+        postgres: url,
+        settings: Settings::default(),
+        watermark_delay: WATERMARK_DELAY,
+        idle_timeout: IDLE_TIMEOUT,
+        dedupe_horizon: DEDUPE_HORIZON,
+        workers,
+        epoch_events: EPOCH_EVENTS,
+        progress_interval: Duration::from_secs(5),
+        run_id: "bench".into(),
+        metrics_addr: None,
+        from_start: false,
+        max_retry_time: Duration::from_secs(60),
+    };
+    let outcome = process::run(options)?;
+    Ok(Measured {
+        stage: Stage::File.title().into(),
+        workers,
+        events: lines as u64,
+        seconds: outcome.seconds,
+        peak_mib: peak_memory_mib().unwrap_or(0.0),
+        final_rows: 0,
+        latency_p50_ms: None,
+        latency_p99_ms: None,
+    })
+}
+
+/// Drops and creates [`BENCH_DATABASE`] on the server of `url`; returns its URL.
+fn fresh_database(url: &str) -> Result<String> {
+    let mut client = postgres::Client::connect(url, postgres::NoTls)
+        .with_context(|| format!("cannot connect to PostgreSQL at {}", crate::sink::postgres::redact(url)))?;
+    client.batch_execute(&format!("DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)"))?;
+    client.batch_execute(&format!("CREATE DATABASE {BENCH_DATABASE}"))?;
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
+    Ok(format!("{server}/{BENCH_DATABASE}{}", query.map(|q| format!("?{q}")).unwrap_or_default()))
+}
+
+/// Spark Structured Streaming `local[2]` on the same file (`bench/spark_replay.py`).
+fn spark(input: &Path) -> Result<Measured> {
+    let python = std::env::var("PYSPARK_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/spark_replay.py");
+    let out = Command::new(&python).arg(&script).arg(input).output().with_context(|| format!("cannot run {python}"))?;
+    if !out.status.success() {
+        bail!("Spark did not run ({}): {}", script.display(), String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or("");
+    serde_json::from_str(last).with_context(|| format!("Spark printed no result: {last}"))
+}
