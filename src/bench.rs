@@ -48,6 +48,16 @@ pub enum Stage {
     Parse,
     /// `clickflow process --input FILE` into a new database: every table and events_raw.
     File,
+    /// As many events as the file has lines, simulated as the file was (seed 1, the
+    /// same faults) into a development broker (`clickflow broker`, a topic of one
+    /// partition per 8,000 events: it keeps about 5 MiB a partition), then drained by
+    /// `clickflow process --brokers` into a new database; the 2 s idle wait that ends
+    /// the drain is not counted.
+    Kafka,
+    /// `clickflow produce --rate 5000` piped into `clickflow process --input -` for a
+    /// minute, with 1-second traffic windows and a 5-second watermark delay: the
+    /// latency from a window's end to its final row in PostgreSQL (its `updated_at`).
+    Paced,
 }
 
 impl Stage {
@@ -57,6 +67,8 @@ impl Stage {
             Stage::Core => "dataflow core (pre-parsed)",
             Stage::Parse => "parse + dataflow",
             Stage::File => "file -> PostgreSQL",
+            Stage::Kafka => "Kafka -> PostgreSQL",
+            Stage::Paced => "paced 5000/s -> PostgreSQL",
         }
     }
 }
@@ -100,7 +112,7 @@ pub fn run(options: &Options) -> Result<()> {
         );
     }
     for &stage in &options.stages {
-        let workers: &[usize] = if matches!(stage, Stage::Baseline | Stage::Parse) { &[1] } else { &options.workers };
+        let workers: &[usize] = if matches!(stage, Stage::Baseline | Stage::Parse | Stage::Paced) { &[1] } else { &options.workers };
         for &w in workers {
             let mut child = Command::new(&exe);
             child.args(["bench", "--stage"]).arg(stage.to_possible_value().expect("named").get_name());
@@ -135,14 +147,15 @@ fn print_row(m: &Measured, json: bool) {
         return;
     }
     let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
+    let peak = if m.peak_mib > 0.0 { format!("{:.0}", m.peak_mib) } else { "-".into() };
     println!(
-        "{:<28} {:>3} {:>10} {:>8.2} {:>12.0} {:>9.0} {:>11} {:>11}",
+        "{:<28} {:>3} {:>10} {:>8.2} {:>12.0} {:>9} {:>11} {:>11}",
         m.stage,
         m.workers,
         m.events,
         m.seconds,
         m.events as f64 / m.seconds,
-        m.peak_mib,
+        peak,
         ms(m.latency_p50_ms),
         ms(m.latency_p99_ms)
     );
@@ -164,15 +177,17 @@ fn print_ratios(results: &[Measured]) {
 
 /// Runs one stage in this process and prints its [`Measured`] as JSON.
 pub fn run_stage(stage: Stage, input: &Path, workers: usize, postgres: Option<&str>) -> Result<()> {
-    let lines = read_lines(input)?;
     let settings = Settings::default();
     let measured = match stage {
-        Stage::Baseline => baseline(&lines, settings),
-        Stage::Core => dataflow(stage, Feed::Events(admitted(&lines, workers)), lines.len(), workers, settings)?,
-        Stage::Parse => dataflow(stage, Feed::Lines(lines), 0, 1, settings)?,
-        Stage::File => {
-            file(input, lines.len(), workers, postgres.ok_or_else(|| anyhow!("the file stage needs --postgres or DATABASE_URL"))?)?
+        Stage::Baseline => baseline(&read_lines(input)?, settings),
+        Stage::Core => {
+            let lines = read_lines(input)?;
+            dataflow(stage, Feed::Events(admitted(&lines, workers)), lines.len(), workers, settings)?
         }
+        Stage::Parse => dataflow(stage, Feed::Lines(read_lines(input)?), 0, 1, settings)?,
+        Stage::File => file(input, count_lines(input)?, workers, postgres.ok_or_else(needs_postgres)?)?,
+        Stage::Kafka => kafka(count_lines(input)?, workers, postgres.ok_or_else(needs_postgres)?)?,
+        Stage::Paced => paced(postgres.ok_or_else(needs_postgres)?)?,
     };
     println!("{}", serde_json::to_string(&measured)?);
     Ok(())
@@ -262,7 +277,7 @@ fn dataflow(stage: Stage, feed: Feed, lines: usize, workers: usize, settings: Se
             let (probe, _) = changes
                 .inner
                 .inspect(move |(change, epoch, diff)| {
-                    if *diff > 0 && is_final(change) {
+                    if *diff > 0 && change.is_final() {
                         let mut seen = seen.borrow_mut();
                         seen.0 += 1;
                         if matches!(change, Change::Traffic(_)) {
@@ -333,23 +348,84 @@ fn dataflow(stage: Stage, feed: Feed, lines: usize, workers: usize, settings: Se
     })
 }
 
-fn is_final(change: &Change) -> bool {
-    match change {
-        Change::Session(r) => r.is_final,
-        Change::Traffic(r) => r.is_final,
-        Change::Product(r) => r.is_final,
-        Change::Funnel(r) => r.is_final,
-        Change::Conversion(r) => r.is_final,
-        Change::Event(_) | Change::DeadLetter(_) | Change::Progress(_) => false,
-    }
-}
-
 /// `clickflow process --input FILE` into a database made anew for the run.
 fn file(input: &Path, lines: usize, workers: usize, postgres: &str) -> Result<Measured> {
+    let outcome = process::run(process_options(process::Input::File(input.display().to_string()), fresh_database(postgres)?, workers))?;
+    Ok(Measured {
+        stage: Stage::File.title().into(),
+        workers,
+        events: lines as u64,
+        seconds: outcome.seconds,
+        peak_mib: peak_memory_mib().unwrap_or(0.0),
+        final_rows: 0,
+        latency_p50_ms: None,
+        latency_p99_ms: None,
+    })
+}
+
+/// The idle time that ends a Kafka drain.
+const DRAIN_IDLE: Duration = Duration::from_secs(2);
+
+/// A development broker filled with `events` simulated events, drained into a new database.
+fn kafka(events: usize, workers: usize, postgres: &str) -> Result<Measured> {
     let url = fresh_database(postgres)?;
-    let options = process::Options {
-        input: process::Input::File(input.display().to_string()),
-        postgres: url,
+    let exe = std::env::current_exe()?;
+    let address_file = std::env::temp_dir().join(format!("clickflow-bench-broker-{}", std::process::id()));
+    let _ = std::fs::remove_file(&address_file);
+    let partitions = (events / 8_000).max(4).to_string();
+    let mut broker = Command::new(&exe)
+        .args(["broker", "--topic", "bench", "--partitions", &partitions, "--address-file"])
+        .arg(&address_file)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .context("cannot start the development broker")?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let brokers = loop {
+        match std::fs::read_to_string(&address_file) {
+            Ok(a) if !a.is_empty() => break a,
+            _ if Instant::now() > deadline => bail!("the development broker did not start"),
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    let result = (|| {
+        let produced = Command::new(&exe)
+            .args(["produce", "--brokers", &brokers, "--topic", "bench", "--events", &events.to_string(), "--seed", "1"])
+            .args(["--duplicates", "0.01", "--out-of-order", "0.05", "--late", "0.001", "--malformed", "0.001"])
+            .env("RUST_LOG", "warn")
+            .status()?;
+        if !produced.success() {
+            bail!("cannot fill the development broker");
+        }
+        let input = process::Input::Kafka {
+            kafka: crate::kafka::KafkaSettings::new(&brokers, &[])?,
+            topic: "bench".into(),
+            until_idle: Some(DRAIN_IDLE),
+            wait_for_broker: None,
+        };
+        process::run(process_options(input, url, workers))
+    })();
+    Command::new("kill").args(["-TERM", &broker.id().to_string()]).status()?;
+    broker.wait()?;
+    let _ = std::fs::remove_file(&address_file);
+    let outcome = result?;
+    Ok(Measured {
+        stage: Stage::Kafka.title().into(),
+        workers,
+        events: outcome.read,
+        seconds: outcome.seconds - DRAIN_IDLE.as_secs_f64(),
+        peak_mib: peak_memory_mib().unwrap_or(0.0),
+        final_rows: 0,
+        latency_p50_ms: None,
+        latency_p99_ms: None,
+    })
+}
+
+/// What `clickflow process` runs with by default, reading `input` into `postgres`.
+fn process_options(input: process::Input, postgres: String, workers: usize) -> process::Options {
+    process::Options {
+        input,
+        postgres,
         settings: Settings::default(),
         watermark_delay: WATERMARK_DELAY,
         idle_timeout: IDLE_TIMEOUT,
@@ -361,17 +437,69 @@ fn file(input: &Path, lines: usize, workers: usize, postgres: &str) -> Result<Me
         metrics_addr: None,
         from_start: false,
         max_retry_time: Duration::from_secs(60),
-    };
-    let outcome = process::run(options)?;
+    }
+}
+
+fn needs_postgres() -> anyhow::Error {
+    anyhow!("the PostgreSQL stages need --postgres or DATABASE_URL")
+}
+
+/// The paced stage's rate (events/s), length, and windows.
+const PACED_RATE: u32 = 5_000;
+const PACED_FOR: Duration = Duration::from_secs(60);
+const PACED_DELAY: &str = "5s";
+
+/// A paced producer piped into the processor; the latency is read from the database.
+fn paced(postgres: &str) -> Result<Measured> {
+    let url = fresh_database(postgres)?;
+    let exe = std::env::current_exe()?;
+    let mut producer = Command::new(&exe)
+        .args(["produce", "--rate", &PACED_RATE.to_string(), "--out", "-", "--seed", "9"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot start the producer")?;
+    let pipe = producer.stdout.take().expect("piped");
+    let processor = Command::new(&exe)
+        .args(["process", "--input", "-", "--quiet", "--traffic-window", "1s", "--watermark-delay", PACED_DELAY, "--postgres", &url])
+        .env("RUST_LOG", "warn")
+        .stdin(pipe)
+        .spawn()
+        .context("cannot start the processor")?;
+    let pid = processor.id();
+    let started = Instant::now();
+    std::thread::sleep(PACED_FOR);
+    let stopped_at = now_millis();
+    // SIGTERM: the producer flushes whole lines; the processor then reads to the end.
+    Command::new("kill").args(["-TERM", &producer.id().to_string()]).status()?;
+    producer.wait()?;
+    let out = processor.wait_with_output()?;
+    if !out.status.success() {
+        bail!("the processor (pid {pid}) failed");
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let mut client = postgres::Client::connect(&url, postgres::NoTls)?;
+    // Windows that ended while the producer ran, not those closed by the end of input.
+    let row = client.query_one(
+        "SELECT (SELECT count(*) FROM events_raw),
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY s), percentile_cont(0.99) WITHIN GROUP (ORDER BY s), count(*)
+         FROM (SELECT extract(epoch FROM updated_at - window_end)::float8 * 1000 AS s FROM traffic
+               WHERE is_final AND window_end < to_timestamp($1::float8 / 1000) - interval '10 seconds') l",
+        &[&(stopped_at as f64)],
+    )?;
+    let windows: i64 = row.get(3);
+    if windows == 0 {
+        bail!("no traffic window became final while the producer ran");
+    }
     Ok(Measured {
-        stage: Stage::File.title().into(),
-        workers,
-        events: lines as u64,
-        seconds: outcome.seconds,
-        peak_mib: peak_memory_mib().unwrap_or(0.0),
-        final_rows: 0,
-        latency_p50_ms: None,
-        latency_p99_ms: None,
+        stage: Stage::Paced.title().into(),
+        workers: 1,
+        events: row.get::<_, i64>(0) as u64,
+        seconds,
+        peak_mib: 0.0, // two other processes: not measured
+        final_rows: windows as u64,
+        latency_p50_ms: row.get(1),
+        latency_p99_ms: row.get(2),
     })
 }
 

@@ -157,13 +157,17 @@ struct ProduceArgs {
     /// Event time of the first visit, RFC 3339 [default: 2026-11-01T00:00:00Z, or now with --rate].
     #[arg(long, value_parser = cli::timestamp)]
     start_time: Option<Millis>,
-    /// Pace output to about this many events per second, event time following the wall
-    /// clock from --start-time.
+    /// Pace output to this many events per second (up to about 50,000 here), event time
+    /// following the wall clock from --start-time [default: as fast as possible].
     #[arg(long)]
     rate: Option<f64>,
     /// Shop traffic in events per second of event time, without --rate.
     #[arg(long, default_value_t = 6.0)]
     events_per_second: f64,
+    /// Traffic follows the time of day (quiet nights, an evening peak): the rate is then
+    /// the day's average, from 0.4x at 02:00 UTC to 1.6x at 20:00 UTC [default: flat].
+    #[arg(long)]
+    daily_curve: bool,
     /// Fraction of events sent twice.
     #[arg(long, default_value_t = 0.0, value_parser = probability)]
     duplicates: f64,
@@ -314,6 +318,7 @@ fn run(command: Command) -> Result<()> {
                 start,
                 events_per_second: a.rate.unwrap_or(a.events_per_second),
                 rate: a.rate,
+                daily_curve: a.daily_curve,
                 faults: producer::Faults {
                     duplicates: a.duplicates,
                     out_of_order: a.out_of_order,
@@ -431,6 +436,7 @@ fn bench_input(events: u64) -> Result<std::path::PathBuf> {
             start: SIMULATION_START,
             events_per_second: 6.0,
             rate: None,
+            daily_curve: false,
             faults: producer::Faults { duplicates: 0.01, out_of_order: 0.05, max_disorder: 50_000, late: 0.001, malformed: 0.001 },
         };
         producer::run(&options)?;

@@ -171,3 +171,18 @@ pub enum Change {
     DeadLetter(DeadLetter),
     Progress(SourceProgress),
 }
+
+impl Change {
+    /// Whether this is a result row that can no longer change (events, dead letters and
+    /// progress are not result rows).
+    pub fn is_final(&self) -> bool {
+        match self {
+            Change::Session(r) => r.is_final,
+            Change::Traffic(r) => r.is_final,
+            Change::Product(r) => r.is_final,
+            Change::Funnel(r) => r.is_final,
+            Change::Conversion(r) => r.is_final,
+            Change::Event(_) | Change::DeadLetter(_) | Change::Progress(_) => false,
+        }
+    }
+}

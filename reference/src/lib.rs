@@ -356,17 +356,6 @@ fn key_of(change: &Change) -> Option<String> {
     })
 }
 
-fn is_final(change: &Change) -> bool {
-    match change {
-        Change::Session(r) => r.is_final,
-        Change::Traffic(r) => r.is_final,
-        Change::Product(r) => r.is_final,
-        Change::Funnel(r) => r.is_final,
-        Change::Conversion(r) => r.is_final,
-        _ => false,
-    }
-}
-
 /// Checks update mode over `(change, epoch, diff)`: in each epoch a key gets at most one
 /// insertion and one retraction, and once a final version of a key is inserted, no later
 /// epoch touches that key. Returns the first breach.
@@ -387,7 +376,7 @@ pub fn check_finality(updates: &[(Change, u64, isize)]) -> Result<(), String> {
         if *n > 1 || diff.abs() != 1 {
             return Err(format!("{key} has more than one {} in epoch {epoch}", if *diff > 0 { "insertion" } else { "retraction" }));
         }
-        if *diff > 0 && is_final(change) {
+        if *diff > 0 && change.is_final() {
             finalised.insert(key, *epoch);
         }
     }

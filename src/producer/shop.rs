@@ -96,9 +96,12 @@ pub struct Shop {
     products: Vec<Product>,
     popularity: Vec<f64>,
     users: Vec<User>,
-    /// Mean visits per millisecond at the daily average.
+    /// Mean visits per millisecond (at the daily average with `daily_curve`).
     visit_rate: f64,
-    next_visit: Millis,
+    daily_curve: bool,
+    /// When the next visit starts, in fractional milliseconds: at high rates visits
+    /// arrive less than a millisecond apart.
+    next_visit: f64,
     /// Events of visits under way, by (time, sequence).
     pending: BinaryHeap<Reverse<(Millis, u64, usize)>>,
     slots: Vec<Option<SimEvent>>,
@@ -110,8 +113,9 @@ pub struct Shop {
 const EVENTS_PER_VISIT: f64 = 4.5;
 
 impl Shop {
-    /// A shop starting at `start` whose traffic averages `events_per_second` of event time.
-    pub fn new(seed: u64, start: Millis, events_per_second: f64) -> Shop {
+    /// A shop starting at `start` whose traffic is `events_per_second` of event time:
+    /// flat, or with `daily_curve` following the time of day with that daily average.
+    pub fn new(seed: u64, start: Millis, events_per_second: f64, daily_curve: bool) -> Shop {
         let mut rng = SmallRng::seed_from_u64(seed);
         let products: Vec<Product> = (0..2000)
             .map(|i| {
@@ -136,7 +140,8 @@ impl Shop {
             popularity,
             users: Vec::new(),
             visit_rate: events_per_second / EVENTS_PER_VISIT / 1000.0,
-            next_visit: start,
+            daily_curve,
+            next_visit: start as f64,
             pending: BinaryHeap::new(),
             slots: Vec::new(),
             free: Vec::new(),
@@ -147,19 +152,18 @@ impl Shop {
     /// The next event in event-time order.
     pub fn next_event(&mut self) -> SimEvent {
         loop {
+            let start = self.next_visit as Millis;
             if let Some(Reverse((time, _, slot))) = self.pending.peek().copied() {
-                if time <= self.next_visit {
+                if time <= start {
                     self.pending.pop();
                     self.free.push(slot);
                     return self.slots[slot].take().expect("a pending slot holds an event");
                 }
             }
-            let start = self.next_visit;
             self.visit(start);
-            // Poisson arrivals, rate following the time of day.
-            let rate = self.visit_rate * daily_shape(start);
-            let gap = -(1.0 - self.rng.random::<f64>()).ln() / rate;
-            self.next_visit = start + gap.max(1.0) as Millis;
+            // Poisson arrivals, at a rate that may follow the time of day.
+            let rate = if self.daily_curve { self.visit_rate * daily_shape(start) } else { self.visit_rate };
+            self.next_visit += -(1.0 - self.rng.random::<f64>()).ln() / rate;
         }
     }
 
