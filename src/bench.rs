@@ -182,10 +182,13 @@ pub fn run_stage(stage: Stage, input: &Path, workers: usize, postgres: Option<&s
         Stage::Baseline => baseline(&read_lines(input)?, settings),
         Stage::Core => {
             let lines = read_lines(input)?;
-            dataflow(stage, Feed::Events(admitted(&lines, workers)), lines.len(), workers, settings)?
+            dataflow(stage, lines.len(), Feed::Events(admitted(&lines, workers)), workers, settings)?
         }
-        Stage::Parse => dataflow(stage, Feed::Lines(read_lines(input)?), 0, 1, settings)?,
-        Stage::File => file(input, count_lines(input)?, workers, postgres.ok_or_else(needs_postgres)?)?,
+        Stage::Parse => {
+            let lines = read_lines(input)?;
+            dataflow(stage, lines.len(), Feed::Lines(lines), 1, settings)?
+        }
+        Stage::File => file(input, workers, postgres.ok_or_else(needs_postgres)?)?,
         Stage::Kafka => kafka(count_lines(input)?, workers, postgres.ok_or_else(needs_postgres)?)?,
         Stage::Paced => paced(postgres.ok_or_else(needs_postgres)?)?,
     };
@@ -198,8 +201,19 @@ fn read_lines(path: &Path) -> Result<Vec<Vec<u8>>> {
     Ok(bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect())
 }
 
+/// Lines of a file, read in blocks: a stage's peak memory must not hold the file.
 fn count_lines(path: &Path) -> Result<usize> {
-    Ok(std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?.iter().filter(|b| **b == b'\n').count())
+    use std::io::Read;
+    let cannot = || format!("cannot read {}", path.display());
+    let mut file = std::fs::File::open(path).with_context(cannot)?;
+    let mut block = vec![0u8; 1 << 20];
+    let mut lines = 0;
+    loop {
+        match file.read(&mut block).with_context(cannot)? {
+            0 => return Ok(lines),
+            n => lines += memchr::memchr_iter(b'\n', &block[..n]).count(),
+        }
+    }
 }
 
 fn baseline(lines: &[Vec<u8>], settings: Settings) -> Measured {
@@ -256,11 +270,8 @@ enum Feed {
 }
 
 /// Feeds the graph epoch by epoch on `workers` threads and times it to the last output.
-fn dataflow(stage: Stage, feed: Feed, lines: usize, workers: usize, settings: Settings) -> Result<Measured> {
-    let lines = match &feed {
-        Feed::Events(_) => lines,
-        Feed::Lines(l) => l.len(),
-    };
+/// `lines`: the lines the feed came from.
+fn dataflow(stage: Stage, lines: usize, feed: Feed, workers: usize, settings: Settings) -> Result<Measured> {
     let feeds: Vec<Mutex<Option<Feed>>> = match feed {
         Feed::Events(shares) => shares.into_iter().map(|s| Mutex::new(Some(Feed::Events(vec![s])))).collect(),
         Feed::Lines(l) => vec![Mutex::new(Some(Feed::Lines(l)))],
@@ -349,12 +360,12 @@ fn dataflow(stage: Stage, feed: Feed, lines: usize, workers: usize, settings: Se
 }
 
 /// `clickflow process --input FILE` into a database made anew for the run.
-fn file(input: &Path, lines: usize, workers: usize, postgres: &str) -> Result<Measured> {
+fn file(input: &Path, workers: usize, postgres: &str) -> Result<Measured> {
     let outcome = process::run(process_options(process::Input::File(input.display().to_string()), fresh_database(postgres)?, workers))?;
     Ok(Measured {
         stage: Stage::File.title().into(),
         workers,
-        events: lines as u64,
+        events: outcome.read,
         seconds: outcome.seconds,
         peak_mib: peak_memory_mib().unwrap_or(0.0),
         final_rows: 0,
