@@ -283,7 +283,7 @@ fn dataflow(stage: Stage, lines: usize, feed: Feed, workers: usize, settings: Se
         let closed: Rc<RefCell<Vec<Instant>>> = Rc::default();
         let seen: Rc<RefCell<(u64, Vec<f64>)>> = Rc::default();
         let (mut inputs, probe) = worker.dataflow::<u64, _, _>(|scope| {
-            let (inputs, changes) = build(scope, settings);
+            let (inputs, changes) = build(scope, settings, None);
             let (closed, seen) = (closed.clone(), seen.clone());
             let (probe, _) = changes
                 .inner
@@ -436,6 +436,7 @@ fn kafka(events: usize, workers: usize, postgres: &str) -> Result<Measured> {
 fn process_options(input: process::Input, postgres: String, workers: usize) -> process::Options {
     process::Options {
         input,
+        cluster: process::Cluster::single(),
         postgres,
         settings: Settings::default(),
         watermark_delay: WATERMARK_DELAY,

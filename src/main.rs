@@ -190,7 +190,11 @@ struct ProduceArgs {
 }
 
 #[derive(Args)]
+#[command(disable_help_flag = true)] // -h is timely's --hostfile
 struct ProcessArgs {
+    /// Print help (there is no -h: it names the hostfile).
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
     /// JSON Lines input file, `-` for stdin.
     #[arg(long, required_unless_present = "brokers", conflicts_with = "brokers")]
     input: Option<String>,
@@ -243,9 +247,21 @@ struct ProcessArgs {
     /// Length of the `product_stats`, `funnel` and `conversion` windows.
     #[arg(long, default_value = "1h", value_parser = cli::duration)]
     stats_window: Millis,
-    /// Timely worker threads.
+    /// Timely worker threads (per process).
     #[arg(short = 'w', long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     workers: u16,
+    /// Processes of the run (timely's cluster; each runs this command with its own
+    /// --process). Needs --brokers: Kafka partitions are spread over every worker of
+    /// every process, and process 0 writes.
+    #[arg(short = 'n', long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    processes: u16,
+    /// This process's number, from 0 to --processes - 1.
+    #[arg(short = 'p', long, default_value_t = 0)]
+    process: u16,
+    /// File of the processes' addresses, one host:port per line, process 0 first
+    /// [default: 127.0.0.1:2101, 127.0.0.1:2102, ...].
+    #[arg(short = 'h', long)]
+    hostfile: Option<String>,
     /// Messages per epoch at most (an epoch also ends every 200 ms).
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
     epoch_events: u64,
@@ -346,8 +362,11 @@ fn run(command: Command) -> Result<()> {
                 },
                 (None, None) => unreachable!("clap requires --input or --brokers"),
             };
+            let cluster = process::Cluster::new(usize::from(a.processes), usize::from(a.process), a.hostfile.as_deref())?;
+            let writes = cluster.writes();
             let options = process::Options {
                 input,
+                cluster,
                 postgres: a.postgres.clone(),
                 settings: Settings { session_gap: a.session_gap, traffic_window: a.traffic_window, stats_window: a.stats_window },
                 watermark_delay: a.watermark_delay,
@@ -362,6 +381,14 @@ fn run(command: Command) -> Result<()> {
                 max_retry_time: Duration::from_millis(a.max_retry_time as u64),
             };
             let outcome = process::run(options)?;
+            if !writes {
+                tracing::info!(
+                    read = outcome.read,
+                    seconds = format!("{:.2}", outcome.seconds),
+                    "done: process 0 writes the tables and totals"
+                );
+                return Ok(());
+            }
             let c = outcome.counts;
             tracing::info!(
                 read = outcome.read,

@@ -14,6 +14,13 @@
 //! dataflow is more than a few epochs behind. Worker 0 also hands completed batches to
 //! the writer thread, with a progress row every `progress_interval`. The figures
 //! themselves are computed only in `dataflows`.
+//!
+//! A run can span processes (`-n`, timely's cluster): every process reads the checkpoint,
+//! its workers read their share of the Kafka partitions, and process 0 alone restores the
+//! open state and writes. What admission needs of the other processes' partitions comes
+//! through the dataflow (`dataflows::pipeline`). An attempt is then not retried within
+//! the processes: a database outage, a lost process or a signal ends the run, and the
+//! next start of every process resumes after the last commit.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -59,9 +66,71 @@ pub enum Input {
     Kafka { kafka: KafkaSettings, topic: String, until_idle: Option<Duration>, wait_for_broker: Option<Duration> },
 }
 
+/// The processes of one run (timely's cluster): `processes` of them, this one numbered
+/// `process`, at `addresses` (`host:port`, one per process, in order).
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    pub processes: usize,
+    pub process: usize,
+    pub addresses: Vec<String>,
+}
+
+impl Cluster {
+    /// One process alone.
+    pub fn single() -> Self {
+        Cluster { processes: 1, process: 0, addresses: Vec::new() }
+    }
+
+    /// `processes` processes, this one `process`, at the addresses in `hostfile` (one
+    /// `host:port` per line, process 0 first) or else at 127.0.0.1:2101, :2102, ….
+    pub fn new(processes: usize, process: usize, hostfile: Option<&str>) -> Result<Self> {
+        if process >= processes {
+            bail!("--process {process} is not one of the {processes} processes of --processes (numbered from 0)");
+        }
+        let addresses: Vec<String> = match hostfile {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| anyhow!("cannot read --hostfile {path}: {e}"))?
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned)
+                .collect(),
+            None => (0..processes).map(|i| format!("127.0.0.1:{}", 2101 + i)).collect(),
+        };
+        if addresses.len() < processes {
+            bail!("--hostfile names {} addresses for {processes} processes", addresses.len());
+        }
+        Ok(Cluster { processes, process, addresses: addresses[..processes].to_vec() })
+    }
+
+    fn is_cluster(&self) -> bool {
+        self.processes > 1
+    }
+
+    /// Whether this process writes (and restores the open state).
+    pub fn writes(&self) -> bool {
+        self.process == 0
+    }
+
+    fn timely(&self, workers: usize) -> timely::Config {
+        if !self.is_cluster() {
+            return timely::Config::process(workers);
+        }
+        let communication = timely::CommunicationConfig::Cluster {
+            threads: workers,
+            process: self.process,
+            addresses: self.addresses.clone(),
+            report: false,
+            zerocopy: false,
+        };
+        timely::Config { communication, worker: timely::WorkerConfig::default() }
+    }
+}
+
 #[derive(Clone)]
 pub struct Options {
     pub input: Input,
+    pub cluster: Cluster,
     pub postgres: String,
     pub settings: Settings,
     pub watermark_delay: Millis,
@@ -133,12 +202,15 @@ struct Shared {
 pub fn run(options: Options) -> Result<Outcome> {
     let stop = crate::signals::stop_flag()?;
     if let Input::File(path) = &options.input {
+        if options.cluster.is_cluster() {
+            bail!("a file is one partition, read by one worker: a run of several processes (--processes) reads Kafka (--brokers)");
+        }
         file::identity(path)?; // a missing file is named before the database
     }
-    let metrics = options.metrics_addr.as_deref().map(Metrics::serve).transpose()?;
+    let metrics = options.metrics_addr.as_deref().filter(|_| options.cluster.writes()).map(Metrics::serve).transpose()?;
     let started = Instant::now();
     let read = Arc::new(AtomicU64::new(0));
-    let mut sink = PgSink::connect(&options.postgres)?;
+    let mut sink = if options.cluster.writes() { PgSink::connect(&options.postgres)? } else { PgSink::connect_reader(&options.postgres)? };
     let mut options = options;
     let at_start = sink.checkpoint()?;
     let mut checkpoint = at_start.clone();
@@ -148,6 +220,9 @@ pub fn run(options: Options) -> Result<Outcome> {
                 return Err(e.context(
                     "PostgreSQL went away while reading standard input, which cannot be read again; a file resumes after the last commit",
                 ));
+            }
+            Err(e) if is_unavailable(&e) && options.cluster.is_cluster() => {
+                return Err(e.context("PostgreSQL went away: start every process again to resume after the last commit"));
             }
             Err(e) if is_unavailable(&e) => {
                 sink = reconnect(&options, &stop, e)?;
@@ -231,7 +306,7 @@ fn attempt(
             (None, n, starts.collect())
         }
     };
-    let restore = sink.open_state_events(options.settings.session_gap)?;
+    let restore = if options.cluster.writes() { sink.open_state_events(options.settings.session_gap)? } else { Vec::new() };
     let input = InputState::new(options.watermark_delay, options.idle_timeout, options.dedupe_horizon);
     let now = now_millis();
     for name in starts.keys() {
@@ -256,10 +331,10 @@ fn attempt(
         read: read.clone(),
         stop: stop.clone(),
         failed: AtomicBool::new(false),
-        worker0: Mutex::new(Some((file, Writer::spawn(sink), metrics.clone()))),
+        worker0: Mutex::new(options.cluster.writes().then(|| (file, Writer::spawn(sink), metrics.clone()))),
         kafka_partitions,
     });
-    let config = timely::Config::process(options.workers.max(1));
+    let config = options.cluster.timely(options.workers.max(1));
     let guards = timely::execute(config, move |worker| work(worker, &shared)).map_err(|e| anyhow!("cannot start timely workers: {e}"))?;
     let mut outcome = None;
     let mut errors = Vec::new();
@@ -275,7 +350,12 @@ fn attempt(
     if let Some(i) = errors.iter().position(|e| !e.is::<Abandoned>()).or(errors.len().checked_sub(1)) {
         return Err(errors.swap_remove(i));
     }
-    outcome.ok_or_else(|| anyhow!("worker 0 reported nothing"))
+    match outcome {
+        Some(outcome) => Ok(outcome),
+        // Process 0 holds the totals; this one read its share.
+        None if !options.cluster.writes() => Ok((Counts::default(), !stop.load(Ordering::Relaxed))),
+        None => Err(anyhow!("worker 0 reported nothing")),
+    }
 }
 
 /// A worker's error when another worker failed first.
@@ -359,7 +439,7 @@ fn work(worker: &mut Worker, shared: &Shared) -> Result<Option<(Counts, bool)>> 
     let options = &shared.options;
     let collected = Rc::new(RefCell::new(Collected::default()));
     let mut inputs = worker.dataflow::<u64, _, _>(|scope| {
-        let (inputs, changes) = build(scope, options.settings);
+        let (inputs, changes) = build(scope, options.settings, options.cluster.is_cluster().then(|| shared.input.clone()));
         collect(changes, collected.clone());
         inputs
     });
@@ -520,6 +600,9 @@ impl Reading {
                 lag: self.lags[i],
                 position: self.positions[i],
             }));
+            if let Some(clock) = shared.input.clock(name) {
+                inputs.share(clock);
+            }
         }
         inputs.end_epoch(watermark);
         self.in_epoch = 0;

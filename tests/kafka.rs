@@ -12,18 +12,9 @@ use std::time::{Duration, Instant};
 
 use dataflows::event::Reason;
 use dataflows::pipeline::Settings;
-use dataflows::time::format_rfc3339;
 use support::*;
 
 const T0: i64 = 1_793_491_200_000; // 2026-11-01T00:00:00Z
-
-/// A valid page_view (or purchase) as the contract's JSON.
-fn event(id: &str, time: i64, user: &str) -> String {
-    format!(
-        r#"{{"event_id":"{id}","event_time":"{}","event_type":"page_view","user_id":"{user}","page":"/","device":"mobile","country":"FR","referrer":"direct","user_agent":"t","ip":"10.1.2.3"}}"#,
-        format_rfc3339(time)
-    )
-}
 
 fn dead_letter_reasons(client: &mut postgres::Client) -> BTreeMap<String, i64> {
     client.query("SELECT reason, count(*) FROM dead_letters GROUP BY reason", &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect()
@@ -85,13 +76,14 @@ fn an_idle_partition_stops_holding_the_watermark_and_sigterm_stops_cleanly() {
     let brokers = cluster.bootstrap_servers();
     // Partition 1 gets one event at the start, then nothing; partition 0 gets ten minutes
     // of event time, live, over about eight seconds.
-    send(&brokers, "skewed", &[(1, event("b0", T0, "quiet"))]);
+    send(&brokers, "skewed", &[(1, page_view("b0", T0, "quiet"))]);
     let live = {
         let brokers = brokers.clone();
         std::thread::spawn(move || {
             for batch in 0..40 {
-                let records: Vec<(i32, String)> =
-                    (batch * 15..batch * 15 + 15).map(|i| (0, event(&format!("a{i}"), T0 + i * 1000, &format!("u{}", i % 7)))).collect();
+                let records: Vec<(i32, String)> = (batch * 15..batch * 15 + 15)
+                    .map(|i| (0, page_view(&format!("a{i}"), T0 + i * 1000, &format!("u{}", i % 7))))
+                    .collect();
                 send(&brokers, "skewed", &records);
                 std::thread::sleep(Duration::from_millis(200));
             }
@@ -137,8 +129,9 @@ fn a_partition_far_behind_is_not_late() {
     let cluster = mock_broker("behind", 2);
     let brokers = cluster.bootstrap_servers();
     // Partition 0 is an hour ahead of partition 1.
-    let mut records: Vec<(i32, String)> = (0..300).map(|i| (0, event(&format!("ahead{i}"), T0 + 3_600_000 + i * 2000, "fast"))).collect();
-    records.extend((0..300).map(|i| (1, event(&format!("behind{i}"), T0 + i * 2000, "slow"))));
+    let mut records: Vec<(i32, String)> =
+        (0..300).map(|i| (0, page_view(&format!("ahead{i}"), T0 + 3_600_000 + i * 2000, "fast"))).collect();
+    records.extend((0..300).map(|i| (1, page_view(&format!("behind{i}"), T0 + i * 2000, "slow"))));
     send(&brokers, "behind", &records);
 
     let db = TestDb::new("kafka_behind");

@@ -3,7 +3,9 @@
 //!
 //! Owns what the partitions of an input share within a process ([`InputState`]: the
 //! watermark clock and the ids of recently accepted events) and each partition's
-//! admission ([`Ingest`]). It runs where the input is read (timely capabilities cannot
+//! admission ([`Ingest`]). Between the processes of a cluster, each partition's [`Clock`]
+//! travels through the dataflow (see `pipeline`), and so do the accepted events, for the
+//! dedupe between processes (`operators::dedupe`, with the same [`SeenIds`]). It runs where the input is read (timely capabilities cannot
 //! move backwards, so nothing late may enter the graph). It knows nothing of windows,
 //! sessions or I/O; wall-clock times are passed in. A restarted processor hands back what
 //! it committed ([`InputState::restore`], [`Ingest::resume`]) and admission carries on as
@@ -59,7 +61,7 @@ struct Partition {
 /// An id is remembered until W passes its `event_time + horizon` (CONTRACT §2). Whether
 /// it still counts is decided against the W of the admission itself, so the answer does
 /// not depend on when expired ids are swept out; sweeps only bound memory.
-struct SeenIds {
+pub(crate) struct SeenIds {
     horizon: Millis,
     uuids: HashMap<u128, Millis>,
     others: HashMap<Box<str>, Millis>,
@@ -68,7 +70,7 @@ struct SeenIds {
 }
 
 impl SeenIds {
-    fn new(horizon: Millis) -> Self {
+    pub(crate) fn new(horizon: Millis) -> Self {
         SeenIds { horizon, uuids: HashMap::new(), others: HashMap::new(), swept_at: Millis::MIN }
     }
 
@@ -86,7 +88,7 @@ impl SeenIds {
     }
 
     /// Remembers `id` accepted at `time`; false if it was already remembered at `watermark`.
-    fn insert(&mut self, id: &str, time: Millis, watermark: Millis) -> bool {
+    pub(crate) fn insert(&mut self, id: &str, time: Millis, watermark: Millis) -> bool {
         let horizon = self.horizon;
         let held = self.slot(id);
         if *held != Millis::MIN && held.saturating_add(horizon) >= watermark {
@@ -104,7 +106,7 @@ impl SeenIds {
 
     /// Forgets the ids W has passed, once W has moved an eighth of the horizon since the
     /// last sweep, so memory stays within about 9/8 of the horizon's traffic.
-    fn sweep(&mut self, watermark: Millis) {
+    pub(crate) fn sweep(&mut self, watermark: Millis) {
         if watermark <= self.swept_at.saturating_add((self.horizon / 8).max(1)) {
             return;
         }
@@ -139,6 +141,19 @@ fn canonical_uuid(id: &str) -> Option<u128> {
         v = (v << 4) | u128::from(digit);
     }
     Some(v)
+}
+
+/// What one process tells the others of a partition it reads, at the end of each epoch:
+/// enough for their W (CONTRACT §2).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Clock {
+    pub partition: String,
+    /// The largest event time accepted from the partition.
+    pub max_event_time: Option<Millis>,
+    /// Wall-clock time of its last accepted event (or of its registration before any),
+    /// on the reading process's clock: the processes' clocks are assumed synchronised to
+    /// well within `--idle-timeout`.
+    pub active_at: Millis,
 }
 
 struct State {
@@ -223,6 +238,28 @@ impl InputState {
         self.lock().watermark(now)
     }
 
+    /// What the other processes need of `partition` for their W.
+    pub fn clock(&self, partition: &str) -> Option<Clock> {
+        let state = self.lock();
+        let p = state.partitions.get(partition)?;
+        Some(Clock { partition: partition.to_owned(), max_event_time: p.max_event_time, active_at: p.active_at })
+    }
+
+    /// Takes in another process's report of one of its partitions. Reports only ever add
+    /// to what is known (a later event time, a later activity), so one that arrives late
+    /// or twice changes nothing; until one arrives, the partition holds W where it is.
+    pub fn observe(&self, clock: &Clock) {
+        let mut state = self.lock();
+        let p = state.partitions.entry(clock.partition.clone()).or_insert(Partition { max_event_time: None, active_at: clock.active_at });
+        p.max_event_time = p.max_event_time.max(clock.max_event_time);
+        p.active_at = p.active_at.max(clock.active_at);
+    }
+
+    /// The dedupe horizon.
+    pub fn dedupe_horizon(&self) -> Millis {
+        self.lock().seen.horizon
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // Every update is a single step, so a panic elsewhere cannot leave it half done.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -264,6 +301,11 @@ impl Ingest {
     /// The input's watermark W at wall-clock time `now`.
     pub fn watermark(&self, now: Millis) -> Millis {
         self.input.watermark(now)
+    }
+
+    /// The partition this admits for.
+    pub fn partition(&self) -> &str {
+        &self.partition
     }
 
     /// The largest event time accepted from this partition.
@@ -322,7 +364,7 @@ impl Ingest {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const NOW: Millis = 1_800_000_000_000;
@@ -415,6 +457,26 @@ mod tests {
         assert_eq!(clock.watermark(NOW + 40_000), T0 + 541_000);
         // Dedupe spans partitions: the first accepted copy wins.
         assert!(matches!(slow.admit(&line("c", T0 + 601_000), NOW + 40_000), Admission::Duplicate));
+    }
+
+    #[test]
+    fn another_process_partition_counts_once_its_clock_arrives() {
+        // This process reads p0; p1 is read by another process, registered but unheard of.
+        let clock = InputState::new(60_000, 30_000, DAY);
+        clock.register("p1", NOW);
+        let mut local = Ingest::new(clock.clone(), "p0", NOW);
+        assert!(is_accepted(&local.admit(&line("a", T0 + 600_000), NOW)));
+        assert_eq!(clock.watermark(NOW), Millis::MIN, "p1 holds W until its clock arrives");
+        clock.observe(&Clock { partition: "p1".into(), max_event_time: Some(T0 + 120_000), active_at: NOW + 500 });
+        assert_eq!(clock.watermark(NOW + 1000), T0 + 60_000);
+        // A stale or repeated report changes nothing.
+        clock.observe(&Clock { partition: "p1".into(), max_event_time: Some(T0), active_at: NOW });
+        assert_eq!(clock.watermark(NOW + 1000), T0 + 60_000);
+        assert_eq!(clock.clock("p1").unwrap().max_event_time, Some(T0 + 120_000));
+        // Silent past the idle timeout (by its own reader's clock), p1 stops holding W.
+        assert!(is_accepted(&local.admit(&line("b", T0 + 600_000), NOW + 30_000)));
+        assert_eq!(clock.watermark(NOW + 30_500), T0 + 60_000);
+        assert_eq!(clock.watermark(NOW + 30_501), T0 + 540_000);
     }
 
     #[test]

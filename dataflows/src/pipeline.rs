@@ -12,6 +12,12 @@
 //! An event is split into what each operator needs as it enters, so that no stream of
 //! whole events is copied for each consumer. Owns the wiring and the partitioning keys;
 //! no state of its own, no I/O.
+//!
+//! Built for a cluster of processes ([`build`] with an [`InputState`]), two more paths
+//! carry what one process's admission cannot see: each partition's [`Clock`] is
+//! broadcast to every worker, which takes it into its process's watermark clock; and an
+//! accepted event first goes, as a [`Candidate`], to the worker owning its id
+//! ([`Dedupe`]), and is split only if no other process accepted it first.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 
@@ -20,12 +26,14 @@ use differential_dataflow::VecCollection;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::Input as _;
+use timely::dataflow::operators::Inspect;
 use timely::dataflow::{InputHandle, Scope};
 
 use crate::event::{Event, Text};
-use crate::ingest::{Admission, Ingest};
+use crate::ingest::{Admission, Clock, Ingest, InputState};
 use crate::operators::aggregates::{dimensions, Conversion, Funnel, Hit, ProductHit, ProductStats, SessionOutcome, Traffic};
 use crate::operators::by_epoch::{ByEpoch, Watermarks};
+use crate::operators::dedupe::{Candidate, Dedupe, Verdict};
 use crate::operators::sessions::{Click, Sessionize};
 use crate::operators::windows::Windowed;
 use crate::rows::{Change, DeadLetter};
@@ -67,10 +75,19 @@ pub struct Feeds<'scope> {
     pub product_hits: VecCollection<'scope, u64, (Millis, Text, ProductHit)>,
 }
 
-/// Builds the operators; `watermarks` carries `(epoch, W)` from the sources.
+/// What the traffic operator takes of an event.
+fn hit(event: &Event, settings: Settings) -> (Millis, (), Hit) {
+    (window_start(event.event_time, settings.traffic_window), (), Hit::of(event))
+}
+
+/// What the product operator takes of an event, if it names a product.
+fn product_hit(event: &Event, settings: Settings) -> Option<(Millis, Text, ProductHit)> {
+    ProductHit::of(event).map(|(product, hit)| (window_start(hit.time, settings.stats_window), product, hit))
+}
+
+/// Builds the operators; `watermarks` carries `(epoch, W)` from the sources, broadcast.
 pub fn clickstream<'scope>(feeds: Feeds<'scope>, watermarks: Watermarks<'scope>, settings: Settings) -> VecCollection<'scope, u64, Change> {
     let Settings { session_gap, traffic_window, stats_window } = settings;
-    let watermarks = watermarks.broadcast();
 
     let sessions = feeds.clicks.by_epoch(watermarks.clone(), |(user, _)| route(user), "Sessions", Sessionize::new(session_gap));
 
@@ -117,7 +134,12 @@ pub struct Inputs {
     records: InputSession<u64, Change, isize>,
     watermarks: InputHandle<u64, CapacityContainerBuilder<Vec<(u64, Millis)>>>,
     settings: Settings,
+    /// In a cluster: accepted events on their way to [`Dedupe`], and partition clocks on
+    /// their way to every process.
+    cluster: Option<(InputSession<u64, Candidate, isize>, ClockInput)>,
 }
+
+type ClockInput = InputHandle<u64, CapacityContainerBuilder<Vec<Clock>>>;
 
 impl Inputs {
     /// The epoch being filled.
@@ -128,20 +150,25 @@ impl Inputs {
     /// An accepted event (see [`crate::ingest::Ingest`]), or in the [`RESTORE_EPOCH`]
     /// one fed back from the committed results.
     pub fn accept(&mut self, event: Event) {
-        let Settings { traffic_window, stats_window, .. } = self.settings;
         self.clicks.insert(Click::of(&event));
-        self.hits.insert((window_start(event.event_time, traffic_window), (), Hit::of(&event)));
-        if let Some((product, hit)) = ProductHit::of(&event) {
-            self.product_hits.insert((window_start(hit.time, stats_window), product, hit));
+        self.hits.insert(hit(&event, self.settings));
+        if let Some(product_hit) = product_hit(&event, self.settings) {
+            self.product_hits.insert(product_hit);
         }
         self.records.insert(Change::Event(event));
     }
 
     /// Decides one message with `ingest` and feeds the outcome: an accepted event, a
-    /// dead letter from `source()` (called only then), or nothing for a duplicate.
+    /// dead letter from `source()` (called only then), or nothing for a duplicate. In a
+    /// cluster an accepted event is a candidate for the dedupe between processes.
     pub fn admit(&mut self, ingest: &mut Ingest, bytes: &[u8], now: Millis, source: impl FnOnce() -> String) {
         match ingest.admit(bytes, now) {
-            Admission::Accepted(event) => self.accept(event),
+            Admission::Accepted(event) => match &mut self.cluster {
+                Some((candidates, _)) => {
+                    candidates.insert(Candidate { source: ingest.partition().into(), number: ingest.counts().input, event })
+                }
+                None => self.accept(event),
+            },
             Admission::Duplicate => {}
             Admission::Rejected(rejection) => self.record(Change::DeadLetter(DeadLetter::new(source(), rejection, bytes, now))),
         }
@@ -150,6 +177,14 @@ impl Inputs {
     /// A dead letter or progress record, written with this epoch's rows.
     pub fn record(&mut self, change: Change) {
         self.records.insert(change);
+    }
+
+    /// Tells every process of a cluster how a partition read here stands (nothing to do
+    /// in a single process, whose workers share one clock).
+    pub fn share(&mut self, clock: Clock) {
+        if let Some((_, clocks)) = &mut self.cluster {
+            clocks.send(clock);
+        }
     }
 
     /// Ends the current epoch with the watermark as of its end and opens the next one.
@@ -162,6 +197,11 @@ impl Inputs {
         self.product_hits.advance_to(epoch + 1);
         self.records.advance_to(epoch + 1);
         self.watermarks.advance_to(epoch + 1);
+        if let Some((candidates, clocks)) = &mut self.cluster {
+            candidates.advance_to(epoch + 1);
+            candidates.flush();
+            clocks.advance_to(epoch + 1);
+        }
         self.clicks.flush();
         self.hits.flush();
         self.product_hits.flush();
@@ -169,14 +209,44 @@ impl Inputs {
     }
 }
 
-/// Builds the graph with its inputs: what every source and every test feeds.
-pub fn build<'scope>(scope: Scope<'scope, u64>, settings: Settings) -> (Inputs, VecCollection<'scope, u64, Change>) {
-    let (clicks, click_collection) = scope.new_collection();
-    let (hits, hit_collection) = scope.new_collection();
-    let (product_hits, product_hit_collection) = scope.new_collection();
-    let (records, record_collection) = scope.new_collection();
+/// Builds the graph with its inputs: what every source and every test feeds. `cluster`
+/// is this process's watermark clock when the run spans processes (`-n` > 1), `None`
+/// otherwise; every process of a run must pass the same.
+pub fn build<'scope>(
+    scope: Scope<'scope, u64>,
+    settings: Settings,
+    cluster: Option<InputState>,
+) -> (Inputs, VecCollection<'scope, u64, Change>) {
+    let (clicks, mut click_collection) = scope.new_collection();
+    let (hits, mut hit_collection) = scope.new_collection();
+    let (product_hits, mut product_hit_collection) = scope.new_collection();
+    let (records, mut record_collection) = scope.new_collection();
     let (watermarks, watermark_stream) = scope.new_input();
+    let watermark_stream = watermark_stream.broadcast();
+    let cluster = match cluster {
+        None => None,
+        Some(input) => {
+            let (clocks, clock_stream) = scope.new_input::<Vec<Clock>>();
+            let observer = input.clone();
+            clock_stream.broadcast().inspect(move |clock| observer.observe(clock));
+            let (candidates, candidate_collection) = scope.new_collection();
+            let verdicts = candidate_collection.by_epoch(
+                watermark_stream.clone(),
+                |c: &Candidate| route(&c.event.event_id),
+                "Dedupe",
+                Dedupe::new(input.dedupe_horizon()),
+            );
+            let accepted = verdicts.clone().flat_map(|v| if let Verdict::Accepted(e) = v { Some(e) } else { None });
+            click_collection = click_collection.concat(accepted.clone().map(|e| Click::of(&e)));
+            hit_collection = hit_collection.concat(accepted.clone().map(move |e| hit(&e, settings)));
+            product_hit_collection = product_hit_collection.concat(accepted.clone().flat_map(move |e| product_hit(&e, settings)));
+            let found =
+                verdicts.clone().flat_map(|v| if let Verdict::Duplicate(source) = v { Some(Change::Duplicate(source)) } else { None });
+            record_collection = record_collection.concat(accepted.map(Change::Event)).concat(found);
+            Some((candidates, clocks))
+        }
+    };
     let feeds = Feeds { clicks: click_collection, hits: hit_collection, product_hits: product_hit_collection };
     let changes = clickstream(feeds, watermark_stream, settings).concat(record_collection);
-    (Inputs { clicks, hits, product_hits, records, watermarks, settings }, changes)
+    (Inputs { clicks, hits, product_hits, records, watermarks, settings, cluster }, changes)
 }

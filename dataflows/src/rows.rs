@@ -170,6 +170,11 @@ pub enum Change {
     Conversion(ConversionRow),
     DeadLetter(DeadLetter),
     Progress(SourceProgress),
+    /// A message of this source partition that its process accepted, found by the
+    /// dataflow to copy an event another process accepted first (cluster mode, see
+    /// `operators::dedupe`); its diff is how many. The sink moves them from the source's
+    /// accepted to its duplicates.
+    Duplicate(Text),
 }
 
 impl Change {
@@ -182,7 +187,7 @@ impl Change {
             Change::Product(r) => r.is_final,
             Change::Funnel(r) => r.is_final,
             Change::Conversion(r) => r.is_final,
-            Change::Event(_) | Change::DeadLetter(_) | Change::Progress(_) => false,
+            Change::Event(_) | Change::DeadLetter(_) | Change::Progress(_) | Change::Duplicate(_) => false,
         }
     }
 }

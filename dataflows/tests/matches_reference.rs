@@ -43,7 +43,7 @@ fn run(arrivals: &[Arrival], partitions: usize, workers: usize, epoch_len: usize
     timely::execute(timely::Config::process(workers), move |worker| {
         let sink = sink.clone();
         let mut inputs = worker.dataflow::<u64, _, _>(|scope| {
-            let (inputs, changes) = build(scope, settings());
+            let (inputs, changes) = build(scope, settings(), None);
             changes.inspect(move |update| sink.lock().unwrap().push(update.clone()));
             inputs
         });

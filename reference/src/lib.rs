@@ -314,11 +314,20 @@ impl Tables {
         let mut t = Tables::default();
         // Each source's duplicates as of its latest report (the counts only grow).
         let mut duplicates: HashMap<String, u64> = HashMap::new();
+        // Plus those the dataflow found between processes, which no report counts.
+        let mut found = 0;
         for (change, n) in net {
-            if let Change::Progress(p) = &change {
-                let d = duplicates.entry(p.source.clone()).or_default();
-                *d = (*d).max(p.counts.duplicates);
-                continue;
+            match &change {
+                Change::Progress(p) => {
+                    let d = duplicates.entry(p.source.clone()).or_default();
+                    *d = (*d).max(p.counts.duplicates);
+                    continue;
+                }
+                Change::Duplicate(_) => {
+                    found += n as u64;
+                    continue;
+                }
+                _ => {}
             }
             assert!(n == 0 || n == 1, "{change:?} has multiplicity {n}");
             if n == 0 {
@@ -335,11 +344,11 @@ impl Tables {
                     let line = d.source.rsplit(':').next().and_then(|n| n.parse().ok()).expect("source ends in a line number");
                     t.dead_letters.insert(line, d.reason).is_none()
                 }
-                Change::Progress(_) => unreachable!("handled above"),
+                Change::Progress(_) | Change::Duplicate(_) => unreachable!("handled above"),
             };
             assert!(fresh, "two live versions of one key");
         }
-        t.duplicates = duplicates.values().sum();
+        t.duplicates = duplicates.values().sum::<u64>() + found;
         t
     }
 }
@@ -352,7 +361,7 @@ fn key_of(change: &Change) -> Option<String> {
         Change::Product(r) => format!("product_stats {} {}", r.window_start, r.product_id),
         Change::Funnel(r) => format!("funnel {}", r.window_start),
         Change::Conversion(r) => format!("conversion {} {} {}", r.window_start, r.dimension, r.value),
-        Change::Event(_) | Change::DeadLetter(_) | Change::Progress(_) => return None,
+        Change::Event(_) | Change::DeadLetter(_) | Change::Progress(_) | Change::Duplicate(_) => return None,
     })
 }
 

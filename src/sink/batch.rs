@@ -104,6 +104,7 @@ impl Batch {
                 Change::Progress(p) => {
                     self.progress.insert(p.source.clone(), p);
                 }
+                Change::Duplicate(_) => {} // already moved into the source's progress
                 Change::Session(s) => {
                     if !s.is_final {
                         self.open_sessions_delta += diff as i64;
@@ -142,10 +143,15 @@ impl Collected {
 /// An epoch's watermark is the smallest reported by its sources' progress records, and
 /// the watermark reached is the largest of those so far: exactly what the operators
 /// used (`by_epoch`), since every reading worker reports the same W in both.
+///
+/// In a cluster, the duplicates found between processes (`Change::Duplicate`) are moved
+/// from their source's accepted to its duplicates in every progress record from the
+/// epoch they were found in on: a source's admission counted them as accepted.
 pub fn collect(changes: VecCollection<'_, u64, Change>, shared: Rc<RefCell<Collected>>) {
     shared.borrow_mut().frontier = Some(0);
     let mut pending: BTreeMap<u64, Vec<(Change, isize)>> = BTreeMap::new();
     let mut reached: Option<Millis> = None;
+    let mut found: HashMap<String, u64> = HashMap::new();
     changes.inner.sink(Exchange::new(|_: &(Change, u64, isize)| 0), "Collect", move |(input, frontier)| {
         input.for_each_stamp(|_, batches| {
             for batch in batches {
@@ -160,7 +166,8 @@ pub fn collect(changes: VecCollection<'_, u64, Change>, shared: Rc<RefCell<Colle
                 break;
             }
             let epoch = *entry.key();
-            let updates = entry.remove();
+            let mut updates = entry.remove();
+            move_found_duplicates(&mut updates, &mut found);
             let marks = updates.iter().filter_map(|(c, _)| if let Change::Progress(p) = c { Some(p.watermark) } else { None });
             if let Some(w) = marks.min() {
                 reached = Some(reached.map_or(w, |r| r.max(w)));
@@ -170,4 +177,25 @@ pub fn collect(changes: VecCollection<'_, u64, Change>, shared: Rc<RefCell<Colle
         }
         shared.frontier = frontier.frontier().first().copied();
     });
+}
+
+/// Adds the duplicates found in one epoch to `found` (per source, since the attempt
+/// started) and moves them from accepted to duplicates in the epoch's progress records.
+fn move_found_duplicates(updates: &mut [(Change, isize)], found: &mut HashMap<String, u64>) {
+    for (change, diff) in updates.iter() {
+        if let Change::Duplicate(source) = change {
+            *found.entry(source.to_string()).or_default() += *diff as u64;
+        }
+    }
+    if found.is_empty() {
+        return;
+    }
+    for (change, _) in updates.iter_mut() {
+        if let Change::Progress(p) = change {
+            if let Some(&n) = found.get(&p.source) {
+                p.counts.accepted -= n;
+                p.counts.duplicates += n;
+            }
+        }
+    }
 }

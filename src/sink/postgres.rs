@@ -70,6 +70,22 @@ impl PgSink {
     /// Connects, takes the writer lock (one processor per database) and brings the
     /// schema up to date.
     pub fn connect(url: &str) -> Result<PgSink> {
+        let mut sink = PgSink::open(url)?;
+        sink.lock_writer(url)?;
+        sink.migrate()?;
+        sink.prepare_staging()?;
+        Ok(sink)
+    }
+
+    /// Connects to read the checkpoint only, beside the writer (the other processes of a
+    /// cluster): no lock, and no writes but the schema brought up to date.
+    pub fn connect_reader(url: &str) -> Result<PgSink> {
+        let mut sink = PgSink::open(url)?;
+        sink.migrate()?;
+        Ok(sink)
+    }
+
+    fn open(url: &str) -> Result<PgSink> {
         let cannot = || format!("cannot connect to PostgreSQL at {}", redact(url));
         let mut config: postgres::Config = url.parse().with_context(cannot)?;
         // A server that vanishes without a word (a dead host, a cut network) becomes an
@@ -84,9 +100,6 @@ impl PgSink {
         let (commit_delay, crash_in) = (hook(COMMIT_DELAY_VAR).map(Duration::from_millis), hook(CRASH_IN_COMMIT_VAR));
         let mut sink = PgSink { client, identities: BTreeMap::new(), commit_delay, crash_in };
         sink.client.batch_execute("SET client_min_messages TO warning")?;
-        sink.lock_writer(url)?;
-        sink.migrate()?;
-        sink.prepare_staging()?;
         Ok(sink)
     }
 

@@ -455,6 +455,14 @@ pub fn read_lines(path: &Path) -> Vec<Vec<u8>> {
     bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect()
 }
 
+/// A valid page_view as the contract's JSON.
+pub fn page_view(id: &str, time: i64, user: &str) -> String {
+    format!(
+        r#"{{"event_id":"{id}","event_time":"{}","event_type":"page_view","user_id":"{user}","page":"/","device":"mobile","country":"FR","referrer":"direct","user_agent":"t","ip":"10.1.2.3"}}"#,
+        dataflows::time::format_rfc3339(time)
+    )
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }

@@ -4,9 +4,11 @@
 //!   completed epoch with the watermark;
 //! - [`sessions`]: session windows per user;
 //! - [`windows`]: tumbling windows per group, for any [`windows::WindowAggregate`];
-//! - [`aggregates`]: traffic, product stats, funnel and conversion.
+//! - [`aggregates`]: traffic, product stats, funnel and conversion;
+//! - [`dedupe`]: the dedupe between the processes of a cluster.
 
 pub mod aggregates;
 pub mod by_epoch;
+pub mod dedupe;
 pub mod sessions;
 pub mod windows;
