@@ -18,9 +18,12 @@
 //! A run can span processes (`-n`, timely's cluster): every process reads the checkpoint,
 //! its workers read their share of the Kafka partitions, and process 0 alone restores the
 //! open state and writes. What admission needs of the other processes' partitions comes
-//! through the dataflow (`dataflows::pipeline`). An attempt is then not retried within
-//! the processes: a database outage, a lost process or a signal ends the run, and the
-//! next start of every process resumes after the last commit.
+//! through the dataflow (`dataflows::pipeline`), and so does a stop: a signal to any
+//! process stops every process's reading at its next epoch, and the run commits what was
+//! read and exits 0 everywhere. An attempt is not retried within the processes: a
+//! failure (a database outage, an error, a panic) ends the failing process at once, its
+//! peers end on the lost connection, and the next start of every process resumes after
+//! the last commit.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -31,7 +34,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Result};
 use dataflows::event::Event;
-use dataflows::ingest::{Counts, Ingest, InputState};
+use dataflows::ingest::{Counts, Ingest, InputState, Notice};
 use dataflows::pipeline::{build, Inputs, Settings};
 use dataflows::rows::{Change, Position, SourceProgress};
 use dataflows::time::{format_rfc3339, Millis};
@@ -322,6 +325,7 @@ fn attempt(
             "resuming after the last commit"
         );
     }
+    let notices = input.clone();
     let shared = Arc::new(Shared {
         options: options.clone(),
         checkpoint,
@@ -335,7 +339,19 @@ fn attempt(
         kafka_partitions,
     });
     let config = options.cluster.timely(options.workers.max(1));
-    let guards = timely::execute(config, move |worker| work(worker, &shared)).map_err(|e| anyhow!("cannot start timely workers: {e}"))?;
+    if options.cluster.is_cluster() {
+        exit_on_panic();
+    }
+    let guards = timely::execute(config, move |worker| {
+        let result = work(worker, &shared);
+        if let Err(e) = &result {
+            if shared.options.cluster.is_cluster() && !e.is::<Abandoned>() {
+                exit_cluster(e);
+            }
+        }
+        result
+    })
+    .map_err(|e| anyhow!("cannot start timely workers: {e}"))?;
     let mut outcome = None;
     let mut errors = Vec::new();
     for result in guards.join() {
@@ -353,9 +369,32 @@ fn attempt(
     match outcome {
         Some(outcome) => Ok(outcome),
         // Process 0 holds the totals; this one read its share.
-        None if !options.cluster.writes() => Ok((Counts::default(), !stop.load(Ordering::Relaxed))),
+        None if !options.cluster.writes() => Ok((Counts::default(), !stop.load(Ordering::Relaxed) && !notices.stopping())),
         None => Err(anyhow!("worker 0 reported nothing")),
     }
+}
+
+/// Ends this process of a cluster on a worker's error, at once: its workers cannot stop
+/// the other processes' dataflow, which would wait for them for ever. The peers end on
+/// the lost connection, and nothing uncommitted counts.
+fn exit_cluster(error: &anyhow::Error) -> ! {
+    if is_unavailable(error) {
+        eprintln!("clickflow: {error:#}: start every process again to resume after the last commit");
+    } else {
+        eprintln!("clickflow: {error:#}");
+    }
+    std::process::exit(1)
+}
+
+/// In a cluster, a panic anywhere (a worker, or timely's network threads when a peer is
+/// gone) ends the process after its message, for the same reason.
+fn exit_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        eprintln!("clickflow: a process of the cluster failed: start every process again to resume after the last commit");
+        std::process::exit(1)
+    }));
 }
 
 /// A worker's error when another worker failed first.
@@ -437,6 +476,9 @@ fn topic_partitions(kafka: &KafkaSettings, topic: &str, wait: Option<Duration>, 
 /// the input ended.
 fn work(worker: &mut Worker, shared: &Shared) -> Result<Option<(Counts, bool)>> {
     let options = &shared.options;
+    if !options.cluster.writes() && worker.index().is_multiple_of(options.workers.max(1)) {
+        same_checkpoint(shared)?;
+    }
     let collected = Rc::new(RefCell::new(Collected::default()));
     let mut inputs = worker.dataflow::<u64, _, _>(|scope| {
         let (inputs, changes) = build(scope, options.settings, options.cluster.is_cluster().then(|| shared.input.clone()));
@@ -470,7 +512,7 @@ fn work(worker: &mut Worker, shared: &Shared) -> Result<Option<(Counts, bool)>> 
         // The restore epoch ends with the committed W, as the operators had it.
         reading.close(&mut inputs, shared, Some(shared.checkpoint.watermark));
         loop {
-            if shared.stop.load(Ordering::Relaxed) || failed() {
+            if shared.stop.load(Ordering::Relaxed) || shared.input.stopping() || failed() {
                 ended = false;
                 break;
             }
@@ -495,6 +537,9 @@ fn work(worker: &mut Worker, shared: &Shared) -> Result<Option<(Counts, bool)>> 
         // Stopped by a signal: the last epoch keeps W, so open windows stay open.
         // Failed: nothing more is written; the next attempt resumes after the last commit.
         if !failed() {
+            if shared.stop.load(Ordering::Relaxed) {
+                inputs.share(Notice::Stop); // the other processes stop too (a cluster)
+            }
             reading.end_epoch(&mut inputs, &mut *source, shared, ended.then_some(Millis::MAX), true);
         }
     }
@@ -509,12 +554,25 @@ fn work(worker: &mut Worker, shared: &Shared) -> Result<Option<(Counts, bool)>> 
     let result = match sink {
         Some((mut writer, reporter)) => {
             writer.finish()?;
-            Some((reporter.totals(), ended && !shared.stop.load(Ordering::Relaxed)))
+            Some((reporter.totals(), ended && !shared.stop.load(Ordering::Relaxed) && !shared.input.stopping()))
         }
         None => None,
     };
     guard.armed = false;
     Ok(result)
+}
+
+/// Checks, in a process that does not write, that the checkpoint it started from is still
+/// the last commit, now that every process is connected: process 0 holds the writer lock
+/// by then, so no earlier run can commit any more, and this run cannot commit before this
+/// process has joined its dataflow. A process restarted while the previous run was still
+/// committing would otherwise resume from an older commit than process 0.
+fn same_checkpoint(shared: &Shared) -> Result<()> {
+    let now = PgSink::connect_reader(&shared.options.postgres)?.checkpoint()?;
+    if now != shared.checkpoint {
+        bail!("the database committed while this process started (was the previous run still writing?): start every process again");
+    }
+    Ok(())
 }
 
 /// Hands collected batches to the writer on worker 0; nothing elsewhere, and nothing
@@ -546,6 +604,7 @@ impl Reading {
     /// at the positions they resume from.
     fn new(source: &dyn Source, shared: &Shared) -> Reading {
         let now = now_millis();
+        shared.input.start_reading(now);
         let names = source.partitions().to_vec();
         let mut ingests = Vec::new();
         for name in &names {
@@ -601,7 +660,7 @@ impl Reading {
                 position: self.positions[i],
             }));
             if let Some(clock) = shared.input.clock(name) {
-                inputs.share(clock);
+                inputs.share(Notice::Clock(clock));
             }
         }
         inputs.end_epoch(watermark);

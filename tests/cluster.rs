@@ -170,7 +170,7 @@ fn each_process_holds_the_watermark_of_the_partitions_the_other_reads() {
 
     let db = TestDb::new("cluster_clocks");
     let hosts = hostfile(&dir);
-    let common = ["--brokers", &brokers, "--topic", "clocks", "--until-idle", "10s", "--postgres", &db.url, "--quiet"];
+    let common = ["--brokers", &brokers, "--topic", "clocks", "--until-idle", "15s", "--postgres", &db.url, "--quiet"];
     let mut children = ["0", "1"].map(|p| spawn_clickflow(&cluster_args(&common, &hosts, p), &[], &dir, &format!("p{p}")));
     // W = T0 + 599 s − 60 s in both processes, so the eight traffic windows ending by then
     // are final while they run: process 1's reports hold W only as far as it knows
@@ -198,4 +198,59 @@ fn each_process_holds_the_watermark_of_the_partitions_the_other_reads() {
     assert!(late[0].starts_with("kafka:clocks/1@"), "{late:?}");
     let events: i64 = client.query_one("SELECT count(*) FROM events_raw", &[]).unwrap().get(0);
     assert_eq!(events, 1200);
+}
+
+#[test]
+fn a_signal_to_one_process_stops_the_cluster_and_a_partition_behind_is_not_late() {
+    const T0: i64 = 1_793_491_200_000; // 2026-11-01T00:00:00Z
+    let dir = scratch("cluster-signal");
+    let broker = mock_broker("behind", 2);
+    let brokers = broker.bootstrap_servers();
+    // Partition 0 (process 0) is an hour ahead of partition 1 (process 1): process 0 must
+    // hold W for partition 1 until it hears of it, or partition 1 would all be late.
+    let mut records: Vec<(i32, String)> =
+        (0..300).map(|i| (0, page_view(&format!("ahead{i}"), T0 + 3_600_000 + i * 2000, "fast"))).collect();
+    records.extend((0..300).map(|i| (1, page_view(&format!("behind{i}"), T0 + i * 2000, "slow"))));
+    send(&brokers, "behind", &records);
+
+    let db = TestDb::new("cluster_signal");
+    let mut client = db.client();
+    let hosts = hostfile(&dir);
+    let live = ["--brokers", &brokers, "--topic", "behind", "--postgres", &db.url, "--quiet"];
+    let mut children = ["0", "1"].map(|p| spawn_clickflow(&cluster_args(&live, &hosts, p), &[], &dir, &format!("live-p{p}")));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client.query_one("SELECT count(*) FROM events_raw", &[]).map(|r| r.get::<_, i64>(0)).unwrap_or(0) < 600 {
+        assert!(Instant::now() < deadline, "the events were not stored: {}", stderr_of(&dir, "live-p0"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SIGTERM to process 1 alone: both commit what was read and exit 0.
+    let pid = children[1].id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (p, child) in children.iter_mut().enumerate() {
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "process {p} did not stop: {}", stderr_of(&dir, &format!("live-p{p}")));
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(status.success(), "process {p}: {status}: {}", stderr_of(&dir, &format!("live-p{p}")));
+    }
+    let open: i64 = client.query_one("SELECT count(*) FROM sessions WHERE NOT is_final", &[]).unwrap().get(0);
+    assert_eq!(open, 2, "stopping does not pretend open sessions are final");
+    assert_eq!(client.query_one("SELECT count(*) FROM dead_letters", &[]).unwrap().get::<_, i64>(0), 0, "nothing late");
+
+    // Started again to the end: every session final, still nothing late.
+    let hosts = hostfile(&dir);
+    let common = ["--brokers", &brokers, "--topic", "behind", "--until-idle", "2s", "--postgres", &db.url, "--quiet"];
+    let read = run_cluster(&common, &hosts, &dir, "end");
+    assert_eq!(read, [0, 0], "everything was committed by the stop");
+    let r = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM events_raw), (SELECT count(*) FROM sessions WHERE is_final), (SELECT count(*) FROM dead_letters)",
+            &[],
+        )
+        .unwrap();
+    assert_eq!((r.get::<_, i64>(0), r.get::<_, i64>(1), r.get::<_, i64>(2)), (600, 2, 0));
 }

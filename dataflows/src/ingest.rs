@@ -156,12 +156,24 @@ pub struct Clock {
     pub active_at: Millis,
 }
 
+/// What the processes of a cluster tell each other through the dataflow.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Notice {
+    /// How a partition read by the sender stands, at the end of one of its epochs.
+    Clock(Clock),
+    /// The sender was asked to stop (SIGTERM, Ctrl-C): every process stops reading, so
+    /// that no partition is left unread while the others' watermark moves on.
+    Stop,
+}
+
 struct State {
     delay: Millis,
     idle_timeout: Millis,
     partitions: HashMap<String, Partition>,
     current: Millis,
     seen: SeenIds,
+    /// A [`Notice::Stop`] arrived.
+    stopping: bool,
 }
 
 impl State {
@@ -196,7 +208,8 @@ impl InputState {
     /// `delay` is `--watermark-delay`, `idle_timeout` `--idle-timeout`, `horizon`
     /// `--dedupe-horizon`.
     pub fn new(delay: Millis, idle_timeout: Millis, horizon: Millis) -> Self {
-        let state = State { delay, idle_timeout, partitions: HashMap::new(), current: Millis::MIN, seen: SeenIds::new(horizon) };
+        let state =
+            State { delay, idle_timeout, partitions: HashMap::new(), current: Millis::MIN, seen: SeenIds::new(horizon), stopping: false };
         InputState { state: Arc::new(Mutex::new(state)) }
     }
 
@@ -245,14 +258,37 @@ impl InputState {
         Some(Clock { partition: partition.to_owned(), max_event_time: p.max_event_time, active_at: p.active_at })
     }
 
-    /// Takes in another process's report of one of its partitions. Reports only ever add
-    /// to what is known (a later event time, a later activity), so one that arrives late
-    /// or twice changes nothing; until one arrives, the partition holds W where it is.
-    pub fn observe(&self, clock: &Clock) {
+    /// Takes in another process's notice. A partition's reports only ever add to what is
+    /// known (a later event time, a later activity), so one that arrives late or twice
+    /// changes nothing; until one arrives, the partition holds W where it is, for
+    /// `idle_timeout` after reading started.
+    pub fn observe(&self, notice: &Notice) {
         let mut state = self.lock();
-        let p = state.partitions.entry(clock.partition.clone()).or_insert(Partition { max_event_time: None, active_at: clock.active_at });
-        p.max_event_time = p.max_event_time.max(clock.max_event_time);
-        p.active_at = p.active_at.max(clock.active_at);
+        match notice {
+            Notice::Clock(clock) => {
+                let p = state
+                    .partitions
+                    .entry(clock.partition.clone())
+                    .or_insert(Partition { max_event_time: None, active_at: clock.active_at });
+                p.max_event_time = p.max_event_time.max(clock.max_event_time);
+                p.active_at = p.active_at.max(clock.active_at);
+            }
+            Notice::Stop => state.stopping = true,
+        }
+    }
+
+    /// Whether another process was asked to stop (see [`Notice::Stop`]).
+    pub fn stopping(&self) -> bool {
+        self.lock().stopping
+    }
+
+    /// Marks every partition active at `now`, when reading starts: the time spent
+    /// restoring, or waiting for the other processes of a cluster, does not count
+    /// towards `idle_timeout`.
+    pub fn start_reading(&self, now: Millis) {
+        for p in self.lock().partitions.values_mut() {
+            p.active_at = p.active_at.max(now);
+        }
     }
 
     /// The dedupe horizon.
@@ -467,16 +503,31 @@ pub(crate) mod tests {
         let mut local = Ingest::new(clock.clone(), "p0", NOW);
         assert!(is_accepted(&local.admit(&line("a", T0 + 600_000), NOW)));
         assert_eq!(clock.watermark(NOW), Millis::MIN, "p1 holds W until its clock arrives");
-        clock.observe(&Clock { partition: "p1".into(), max_event_time: Some(T0 + 120_000), active_at: NOW + 500 });
+        clock.observe(&Notice::Clock(Clock { partition: "p1".into(), max_event_time: Some(T0 + 120_000), active_at: NOW + 500 }));
         assert_eq!(clock.watermark(NOW + 1000), T0 + 60_000);
         // A stale or repeated report changes nothing.
-        clock.observe(&Clock { partition: "p1".into(), max_event_time: Some(T0), active_at: NOW });
+        clock.observe(&Notice::Clock(Clock { partition: "p1".into(), max_event_time: Some(T0), active_at: NOW }));
         assert_eq!(clock.watermark(NOW + 1000), T0 + 60_000);
         assert_eq!(clock.clock("p1").unwrap().max_event_time, Some(T0 + 120_000));
         // Silent past the idle timeout (by its own reader's clock), p1 stops holding W.
         assert!(is_accepted(&local.admit(&line("b", T0 + 600_000), NOW + 30_000)));
         assert_eq!(clock.watermark(NOW + 30_500), T0 + 60_000);
         assert_eq!(clock.watermark(NOW + 30_501), T0 + 540_000);
+        assert!(!clock.stopping());
+        clock.observe(&Notice::Stop);
+        assert!(clock.stopping());
+    }
+
+    #[test]
+    fn the_idle_timeout_counts_from_when_reading_starts() {
+        let clock = InputState::new(60_000, 30_000, DAY);
+        clock.register("p1", NOW);
+        let mut p0 = Ingest::new(clock.clone(), "p0", NOW);
+        // Reading starts a minute after registration (a long restore, a slow peer).
+        clock.start_reading(NOW + 60_000);
+        assert!(is_accepted(&p0.admit(&line("a", T0 + 600_000), NOW + 60_001)));
+        assert_eq!(clock.watermark(NOW + 60_001), Millis::MIN, "p1 has not delivered yet: it holds W");
+        assert_eq!(clock.watermark(NOW + 90_001), T0 + 540_000, "until idle for --idle-timeout since reading started");
     }
 
     #[test]

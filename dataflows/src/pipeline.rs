@@ -14,8 +14,9 @@
 //! no state of its own, no I/O.
 //!
 //! Built for a cluster of processes ([`build`] with an [`InputState`]), two more paths
-//! carry what one process's admission cannot see: each partition's [`Clock`] is
-//! broadcast to every worker, which takes it into its process's watermark clock; and an
+//! carry what one process's admission cannot see: each partition's clock (and a stop) is
+//! broadcast as a [`Notice`] to every worker, which takes it into its process's
+//! [`InputState`]; and an
 //! accepted event first goes, as a [`Candidate`], to the worker owning its id
 //! ([`Dedupe`]), and is split only if no other process accepted it first.
 
@@ -30,7 +31,7 @@ use timely::dataflow::operators::Inspect;
 use timely::dataflow::{InputHandle, Scope};
 
 use crate::event::{Event, Text};
-use crate::ingest::{Admission, Clock, Ingest, InputState};
+use crate::ingest::{Admission, Ingest, InputState, Notice};
 use crate::operators::aggregates::{dimensions, Conversion, Funnel, Hit, ProductHit, ProductStats, SessionOutcome, Traffic};
 use crate::operators::by_epoch::{ByEpoch, Watermarks};
 use crate::operators::dedupe::{Candidate, Dedupe, Verdict};
@@ -134,12 +135,12 @@ pub struct Inputs {
     records: InputSession<u64, Change, isize>,
     watermarks: InputHandle<u64, CapacityContainerBuilder<Vec<(u64, Millis)>>>,
     settings: Settings,
-    /// In a cluster: accepted events on their way to [`Dedupe`], and partition clocks on
-    /// their way to every process.
-    cluster: Option<(InputSession<u64, Candidate, isize>, ClockInput)>,
+    /// In a cluster: accepted events on their way to [`Dedupe`], and notices (partition
+    /// clocks, a stop) on their way to every process.
+    cluster: Option<(InputSession<u64, Candidate, isize>, NoticeInput)>,
 }
 
-type ClockInput = InputHandle<u64, CapacityContainerBuilder<Vec<Clock>>>;
+type NoticeInput = InputHandle<u64, CapacityContainerBuilder<Vec<Notice>>>;
 
 impl Inputs {
     /// The epoch being filled.
@@ -179,11 +180,11 @@ impl Inputs {
         self.records.insert(change);
     }
 
-    /// Tells every process of a cluster how a partition read here stands (nothing to do
-    /// in a single process, whose workers share one clock).
-    pub fn share(&mut self, clock: Clock) {
-        if let Some((_, clocks)) = &mut self.cluster {
-            clocks.send(clock);
+    /// Tells every process of a cluster how a partition read here stands, or that this
+    /// one stops (nothing to do in a single process, whose workers share one clock).
+    pub fn share(&mut self, notice: Notice) {
+        if let Some((_, notices)) = &mut self.cluster {
+            notices.send(notice);
         }
     }
 
@@ -197,10 +198,10 @@ impl Inputs {
         self.product_hits.advance_to(epoch + 1);
         self.records.advance_to(epoch + 1);
         self.watermarks.advance_to(epoch + 1);
-        if let Some((candidates, clocks)) = &mut self.cluster {
+        if let Some((candidates, notices)) = &mut self.cluster {
             candidates.advance_to(epoch + 1);
             candidates.flush();
-            clocks.advance_to(epoch + 1);
+            notices.advance_to(epoch + 1);
         }
         self.clicks.flush();
         self.hits.flush();
@@ -226,9 +227,9 @@ pub fn build<'scope>(
     let cluster = match cluster {
         None => None,
         Some(input) => {
-            let (clocks, clock_stream) = scope.new_input::<Vec<Clock>>();
+            let (notices, notice_stream) = scope.new_input::<Vec<Notice>>();
             let observer = input.clone();
-            clock_stream.broadcast().inspect(move |clock| observer.observe(clock));
+            notice_stream.broadcast().inspect(move |notice| observer.observe(notice));
             let (candidates, candidate_collection) = scope.new_collection();
             let verdicts = candidate_collection.by_epoch(
                 watermark_stream.clone(),
@@ -243,7 +244,7 @@ pub fn build<'scope>(
             let found =
                 verdicts.clone().flat_map(|v| if let Verdict::Duplicate(source) = v { Some(Change::Duplicate(source)) } else { None });
             record_collection = record_collection.concat(accepted.map(Change::Event)).concat(found);
-            Some((candidates, clocks))
+            Some((candidates, notices))
         }
     };
     let feeds = Feeds { clicks: click_collection, hits: hit_collection, product_hits: product_hit_collection };
