@@ -139,6 +139,10 @@ struct ProduceArgs {
     /// Number of events to simulate [default: run until stopped].
     #[arg(long)]
     events: Option<u64>,
+    /// Days of event time to simulate, from --start-time: shoppers come back over days
+    /// and weeks as their habits say [default: run until stopped, or --events].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    days: Option<u32>,
     /// Random seed: the same seed and flags give the same bytes.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -329,6 +333,7 @@ fn run(command: Command) -> Result<()> {
             };
             let options = producer::Options {
                 events: a.events,
+                until: a.days.map(|d| start + Millis::from(d) * 86_400_000),
                 seed: a.seed,
                 out,
                 start,
@@ -458,6 +463,7 @@ fn bench_input(events: u64) -> Result<std::path::PathBuf> {
         tracing::info!(events, path = %path.display(), "simulating the benchmark input");
         let options = producer::Options {
             events: Some(events),
+            until: None,
             seed: 1,
             out: producer::Output::File(partial.display().to_string()),
             start: SIMULATION_START,

@@ -37,6 +37,8 @@ pub struct Faults {
 
 pub struct Options {
     pub events: Option<u64>,
+    /// Stop at this event time (`--days`), if not stopped before.
+    pub until: Option<Millis>,
     pub seed: u64,
     pub out: Output,
     pub start: Millis,
@@ -77,8 +79,8 @@ pub struct Sent {
     pub failed: u64,
 }
 
-/// Writes events until `events` have been written, forever, or until SIGTERM/SIGINT
-/// (then what is in flight is flushed).
+/// Writes events until `events` have been written or event time reaches `until`, forever,
+/// or until SIGTERM/SIGINT (then what is in flight is flushed).
 pub fn run(options: &Options) -> Result<Sent> {
     let mut out: Box<dyn Sink> = match &options.out {
         Output::File(path) => Box::new(FileSink::create(path)?),
@@ -102,6 +104,9 @@ pub fn run(options: &Options) -> Result<Sent> {
         let event = shop.next_event();
         if event.time < options.start {
             continue;
+        }
+        if options.until.is_some_and(|end| event.time >= end) {
+            break;
         }
         generated += 1;
         line.clear();

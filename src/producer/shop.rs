@@ -1,5 +1,13 @@
-//! The simulated shop: a catalogue with skewed popularity, a growing population of
-//! shoppers, and visits that walk the funnel, emitted as events in event-time order.
+//! The simulated shop: a catalogue with skewed popularity and accessories, a growing
+//! population of shoppers with habits, and visits that walk the funnel, emitted as events
+//! in event-time order.
+//!
+//! Over days, shoppers come back as their habit says ([`Habit`]): loyal repeat buyers
+//! every few days, lapsing ones for a few weeks and then never, occasional ones every
+//! couple of weeks, one-time ones never. A return that is due takes the next visit's
+//! place, so habits shape who visits, not how many visits there are: the rate holds.
+//! Some products have accessories, which a shopper who puts the main product in the cart
+//! often adds too, so that orders hold products bought together on purpose.
 //!
 //! Owns the shopper model only: what happens in a visit and when. It is a pure function
 //! of its seed; it does not pace, inject faults or write.
@@ -66,6 +74,44 @@ struct Product {
     id: String,
     category: &'static str,
     price_cents: i64,
+    /// Products often bought with this one (a case for a phone, a lens for a camera).
+    accessories: Vec<usize>,
+}
+
+/// How a shopper comes back over days, drawn when they first visit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Habit {
+    /// Returns every few days and buys readily.
+    Loyal,
+    /// Returns every few days for a few weeks, then never.
+    Lapsing,
+    /// Returns every couple of weeks.
+    Occasional,
+    /// Never comes back on purpose (may still drop by the same day).
+    OneTime,
+}
+
+const HABITS: [(Habit, u32); 4] = [(Habit::Loyal, 12), (Habit::Lapsing, 18), (Habit::Occasional, 25), (Habit::OneTime, 45)];
+const DAY: Millis = 86_400_000;
+
+impl Habit {
+    /// Mean days between visits, if the shopper comes back at all.
+    fn mean_days_between_visits(self) -> Option<f64> {
+        match self {
+            Habit::Loyal => Some(2.5),
+            Habit::Lapsing => Some(4.0),
+            Habit::Occasional => Some(12.0),
+            Habit::OneTime => None,
+        }
+    }
+
+    /// How much likelier than others the shopper is to put a viewed product in the cart.
+    fn cart_weight(self) -> u32 {
+        match self {
+            Habit::Loyal => 18,
+            _ => 6,
+        }
+    }
 }
 
 struct User {
@@ -74,6 +120,11 @@ struct User {
     country: &'static str,
     user_agent: &'static str,
     ip: String,
+    habit: Habit,
+    /// When they first visited.
+    first_seen: Millis,
+    /// A lapsing shopper's last return.
+    lapses_at: Millis,
 }
 
 /// One simulated event, before it is written.
@@ -104,6 +155,8 @@ pub struct Shop {
     next_visit: f64,
     /// Events of visits under way, by (time, sequence).
     pending: BinaryHeap<Reverse<(Millis, u64, usize)>>,
+    /// Returns habits have scheduled, by (due time, user).
+    returns: BinaryHeap<Reverse<(Millis, usize)>>,
     slots: Vec<Option<SimEvent>>,
     free: Vec<usize>,
     sequence: u64,
@@ -117,15 +170,36 @@ impl Shop {
     /// flat, or with `daily_curve` following the time of day with that daily average.
     pub fn new(seed: u64, start: Millis, events_per_second: f64, daily_curve: bool) -> Shop {
         let mut rng = SmallRng::seed_from_u64(seed);
-        let products: Vec<Product> = (0..2000)
+        let mut products: Vec<Product> = (0..2000)
             .map(|i| {
                 let (category, low, high) = CATEGORIES[rng.random_range(0..CATEGORIES.len())];
                 // Log-uniform prices, most ending in .99.
                 let price = (low as f64 * (high as f64 / low as f64).powf(rng.random::<f64>())) as i64;
                 let price_cents = if rng.random_bool(0.8) { (price / 100) * 100 + 99 } else { price };
-                Product { id: format!("P{i:05}"), category, price_cents }
+                Product { id: format!("P{i:05}"), category, price_cents, accessories: Vec::new() }
             })
             .collect();
+        // A fifth of the products, the popular ones first, get one to three accessories
+        // from the same category, cheaper than they are.
+        for main in 0..products.len() {
+            if !rng.random_bool(if main < 200 { 0.6 } else { 0.15 }) {
+                continue;
+            }
+            let wanted = rng.random_range(1..=3);
+            for _ in 0..40 {
+                let other = rng.random_range(0..products.len());
+                let fits = other != main
+                    && products[other].category == products[main].category
+                    && products[other].price_cents < products[main].price_cents
+                    && !products[main].accessories.contains(&other);
+                if fits {
+                    products[main].accessories.push(other);
+                    if products[main].accessories.len() == wanted {
+                        break;
+                    }
+                }
+            }
+        }
         // Zipf-like popularity (s = 1.1): a few products get most of the views.
         let mut total = 0.0;
         let popularity = (1..=products.len())
@@ -143,6 +217,7 @@ impl Shop {
             daily_curve,
             next_visit: start as f64,
             pending: BinaryHeap::new(),
+            returns: BinaryHeap::new(),
             slots: Vec::new(),
             free: Vec::new(),
             sequence: 0,
@@ -193,21 +268,52 @@ impl Shop {
         self.pending.push(Reverse((time, self.sequence, slot)));
     }
 
-    fn pick_user(&mut self) -> usize {
-        // A third of visits come from returning shoppers, recent ones more likely.
-        if !self.users.is_empty() && self.rng.random_bool(0.35) {
-            let n = self.users.len();
+    /// Who makes the visit starting at `start`: a shopper whose habit brings them back by
+    /// then; else, for a third of visits, a shopper of the same day or so (recent ones
+    /// likelier); else someone new.
+    fn pick_user(&mut self, start: Millis) -> usize {
+        if let Some(Reverse((due, user))) = self.returns.peek().copied() {
+            if due <= start {
+                self.returns.pop();
+                return user;
+            }
+        }
+        let recent = self.users.partition_point(|u| u.first_seen < start - DAY);
+        if recent < self.users.len() && self.rng.random_bool(0.35) {
+            let n = self.users.len() - recent;
             let back = (n as f64 * self.rng.random::<f64>().powi(3)) as usize;
-            return n - 1 - back.min(n - 1);
+            return self.users.len() - 1 - back.min(n - 1);
         }
         let device = weighted(&mut self.rng, &DEVICES);
         let agents: Vec<(&'static str, u32)> = USER_AGENTS.iter().filter(|(d, _, _)| *d == device).map(|(_, ua, w)| (*ua, *w)).collect();
         let user_agent = weighted(&mut self.rng, &agents);
         let ip = if self.rng.random_bool(0.1) { IPv6().fake_with_rng(&mut self.rng) } else { IPv4().fake_with_rng(&mut self.rng) };
+        let country = weighted(&mut self.rng, &COUNTRIES);
+        let habit = weighted(&mut self.rng, &HABITS);
+        let lapses_at = start + self.rng.random_range(7 * DAY..28 * DAY);
         let user =
-            User { id: format!("U{:07}", self.users.len() + 1), device, country: weighted(&mut self.rng, &COUNTRIES), user_agent, ip };
+            User { id: format!("U{:07}", self.users.len() + 1), device, country, user_agent, ip, habit, first_seen: start, lapses_at };
         self.users.push(user);
         self.users.len() - 1
+    }
+
+    /// Schedules the next return of `user` after a visit at `t`, as their habit says.
+    fn plan_return(&mut self, user: usize, t: Millis) {
+        let (habit, lapses_at) = (self.users[user].habit, self.users[user].lapses_at);
+        let Some(mean_days) = habit.mean_days_between_visits() else { return };
+        if self.returns.iter().any(|Reverse((_, u))| *u == user) {
+            return; // already coming back
+        }
+        let due = t + (-(1.0 - self.rng.random::<f64>()).ln() * mean_days * DAY as f64) as Millis + 60_000;
+        if habit != Habit::Lapsing || due <= lapses_at {
+            self.returns.push(Reverse((due, user)));
+        }
+    }
+
+    /// The habit of the shopper behind `user` (for tests of the model).
+    #[cfg(test)]
+    fn habit(&self, user: usize) -> Habit {
+        self.users[user].habit
     }
 
     fn pick_product(&mut self) -> usize {
@@ -218,7 +324,9 @@ impl Shop {
 
     /// Simulates one visit starting at `start` and schedules its events.
     fn visit(&mut self, start: Millis) {
-        let user = self.pick_user();
+        let user = self.pick_user(start);
+        self.plan_return(user, start);
+        let cart_weight = self.users[user].habit.cart_weight();
         let referrer = weighted(&mut self.rng, &REFERRERS);
         let mut t = start;
         let mut cart: Vec<(usize, i64)> = Vec::new();
@@ -256,7 +364,9 @@ impl Shop {
             use EventType::*;
             let choices: &[(Option<EventType>, u32)] = match state {
                 PageView | Search => &[(Some(ProductView), 65), (Some(Search), 10), (Some(PageView), 15), (None, 10)],
-                ProductView => &[(Some(AddToCart), 6), (Some(ProductView), 48), (Some(PageView), 17), (Some(Search), 9), (None, 20)],
+                ProductView => {
+                    &[(Some(AddToCart), cart_weight), (Some(ProductView), 48), (Some(PageView), 17), (Some(Search), 9), (None, 20)]
+                }
                 AddToCart => {
                     &[(Some(ProductView), 33), (Some(BeginCheckout), 42), (Some(RemoveFromCart), 6), (Some(PageView), 10), (None, 9)]
                 }
@@ -289,6 +399,17 @@ impl Shop {
                     let q = if self.rng.random_bool(0.85) { 1 } else { self.rng.random_range(2..5) };
                     cart.push((p, q));
                     emit(self, t, AddToCart, format!("/product/{}", self.products[p].id), Some(p), Some(q), None);
+                    // Often an accessory of it too, looked at first.
+                    let accessories = &self.products[p].accessories;
+                    if !accessories.is_empty() && self.rng.random_bool(0.45) {
+                        let a = accessories[self.rng.random_range(0..accessories.len())];
+                        t += self.think_time();
+                        emit(self, t, ProductView, format!("/product/{}", self.products[a].id), Some(a), None, None);
+                        t += self.think_time();
+                        last_product = Some(a);
+                        cart.push((a, 1));
+                        emit(self, t, AddToCart, format!("/product/{}", self.products[a].id), Some(a), Some(1), None);
+                    }
                 }
                 RemoveFromCart => {
                     let (p, q) = cart.swap_remove(self.rng.random_range(0..cart.len()));
@@ -345,4 +466,88 @@ fn weighted<T: Copy>(rng: &mut SmallRng, items: &[(T, u32)]) -> T {
         x -= w;
     }
     items[items.len() - 1].0
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+    use super::*;
+
+    const START: Millis = 1_793_491_200_000; // 2026-11-01T00:00:00Z
+
+    /// Six weeks of a small shop (0.1 events/s: about 8,600 a day).
+    fn six_weeks() -> (Shop, Vec<SimEvent>) {
+        let mut shop = Shop::new(11, START, 0.1, false);
+        let mut events = Vec::new();
+        loop {
+            let e = shop.next_event();
+            if e.time >= START + 42 * DAY {
+                return (shop, events);
+            }
+            events.push(e);
+        }
+    }
+
+    #[test]
+    fn shoppers_come_back_as_their_habits_say() {
+        let (shop, events) = six_weeks();
+        // Per user: the days with a visit and the days with a purchase.
+        let mut visit_days: HashMap<usize, BTreeSet<Millis>> = HashMap::new();
+        let mut purchase_days: HashMap<usize, BTreeSet<Millis>> = HashMap::new();
+        for e in &events {
+            visit_days.entry(e.user).or_default().insert((e.time - START) / DAY);
+            if e.event_type == EventType::Purchase {
+                purchase_days.entry(e.user).or_default().insert((e.time - START) / DAY);
+            }
+        }
+        let shop = &shop;
+        let of = |habit: Habit| visit_days.keys().copied().filter(move |u| shop.habit(*u) == habit).collect::<Vec<usize>>();
+        let mean = |users: Vec<usize>, days: &HashMap<usize, BTreeSet<Millis>>| {
+            users.iter().map(|u| days.get(u).map_or(0, BTreeSet::len)).sum::<usize>() as f64 / users.len().max(1) as f64
+        };
+        // Shoppers who arrived in the first week, seen over the following five.
+        let early = |u: &usize| visit_days[u].first().is_some_and(|d| *d < 7);
+        let loyal: Vec<usize> = of(Habit::Loyal).into_iter().filter(early).collect();
+        let one_time: Vec<usize> = of(Habit::OneTime).into_iter().filter(early).collect();
+        let lapsing: Vec<usize> = of(Habit::Lapsing).into_iter().filter(early).collect();
+        assert!(loyal.len() > 200 && one_time.len() > 800, "{} loyal, {} one-time", loyal.len(), one_time.len());
+        let (loyal_visits, one_time_visits) = (mean(loyal.clone(), &visit_days), mean(one_time.clone(), &visit_days));
+        assert!(loyal_visits > 8.0, "loyal shoppers visit on many days: {loyal_visits:.1}");
+        assert!(one_time_visits < 1.3, "one-time shoppers hardly come back: {one_time_visits:.1}");
+        let (loyal_buys, one_time_buys) = (mean(loyal, &purchase_days), mean(one_time, &purchase_days));
+        assert!(loyal_buys > 4.0 * one_time_buys, "loyal shoppers buy on more days: {loyal_buys:.2} against {one_time_buys:.2}");
+        // Lapsing shoppers come back for weeks, then stop: none is seen a week after their lapse.
+        let returned = lapsing.iter().filter(|u| visit_days[*u].len() > 2).count();
+        assert!(returned * 2 > lapsing.len(), "most lapsing shoppers come back at first: {returned} of {}", lapsing.len());
+        for u in &lapsing {
+            let last_day = *visit_days[u].last().unwrap();
+            let lapsed = (shop.users[*u].lapses_at - START) / DAY;
+            assert!(last_day <= lapsed + 7, "user {u} seen on day {last_day}, lapsed on day {lapsed}");
+        }
+    }
+
+    #[test]
+    fn accessories_are_bought_with_their_product() {
+        let (shop, events) = six_weeks();
+        let mut orders: BTreeMap<&str, BTreeSet<usize>> = BTreeMap::new();
+        for e in events.iter().filter(|e| e.event_type == EventType::Purchase) {
+            orders.entry(e.order_id.as_deref().unwrap()).or_default().insert(e.product.unwrap());
+        }
+        let mut pairs: HashMap<(usize, usize), usize> = HashMap::new();
+        for products in orders.values() {
+            for &p in products {
+                for &q in products {
+                    if shop.products[p].accessories.contains(&q) {
+                        *pairs.entry((p, q)).or_default() += 1;
+                    }
+                }
+            }
+        }
+        let repeated = pairs.values().filter(|n| **n >= 2).count();
+        assert!(repeated >= 20, "accessory pairs bought together in two orders or more: {repeated}");
+        let with_accessory =
+            orders.values().filter(|ps| ps.iter().any(|p| ps.iter().any(|q| shop.products[*p].accessories.contains(q)))).count();
+        assert!(with_accessory * 20 > orders.len(), "{with_accessory} of {} orders hold a product and its accessory", orders.len());
+    }
 }
