@@ -3,8 +3,10 @@
 #  1. a virtualenv in <repo>/.venv-notebook (created if missing or broken) with
 #     notebooks/requirements.txt installed;
 #  2. a fresh database cf_notebook_<pid> on the server of DATABASE_URL, filled by
-#     `clickflow produce` (30,000 events, seed 4, with duplicates, late, malformed and
-#     out-of-order events) and `clickflow process`;
+#     `clickflow produce` (four weeks of event time from 2026-10-01 at 0.05 events/s, about
+#     110,000 events, seed 4, with duplicates, late, malformed and out-of-order events) and
+#     `clickflow process`: weeks, so that shoppers come back over days and the cohorts,
+#     RFM scores and product pairs of the notebook's section 7 have something to show;
 #  3. `jupyter nbconvert --execute` with DATABASE_URL pointing at that database: an error
 #     in any cell (a failed assert included) fails the run;
 #  4. the database is dropped, whatever happened.
@@ -138,7 +140,9 @@ fi
 mkdir -p "$out"
 rm -rf "$out/plots" "$out/exploration.executed.ipynb"
 events=$out/events.jsonl
-"$bin" produce --events 30000 --seed 4 --out "$events" \
+# A fixed start in the past (same seed, same bytes): events more than 15 minutes ahead of the
+# wall clock would be dead letters.
+"$bin" produce --days 28 --events-per-second 0.05 --start-time 2026-10-01T00:00:00Z --seed 4 --out "$events" \
   --duplicates 0.01 --late 0.002 --malformed 0.002 --out-of-order 0.05 >&2 ||
   fail "clickflow produce failed"
 

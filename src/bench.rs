@@ -224,7 +224,7 @@ fn baseline(lines: &[Vec<u8>], settings: Settings) -> Measured {
     reference::derive(&mut tables, settings);
     let seconds = started.elapsed().as_secs_f64();
     let t = &tables;
-    let final_rows = t.sessions.len() + t.traffic.len() + t.products.len() + t.funnel.len() + t.conversion.len();
+    let final_rows = t.sessions.len() + t.traffic.len() + t.products.len() + t.funnel.len() + t.conversion.len() + t.cohorts.len();
     Measured {
         stage: Stage::Baseline.title().into(),
         workers: 1,

@@ -47,7 +47,8 @@ enum Command {
     Broker(BrokerArgs),
     /// Show the pipeline's health from PostgreSQL, refreshing; `--once` for scripts.
     Monitor(MonitorArgs),
-    /// Draw PNG charts from PostgreSQL: traffic, funnel, conversion by device, top products.
+    /// Draw PNG charts from PostgreSQL: traffic, funnel, conversion by device, top products,
+    /// revenue by RFM segment, cohort retention.
     Report(ReportArgs),
     /// Measure each stage on one file (plain batch baseline, dataflow core, parse +
     /// dataflow, file -> PostgreSQL): lines/s, peak memory, window-end -> final-row latency.

@@ -26,14 +26,14 @@
 //! the last commit.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Result};
-use dataflows::event::Event;
+use dataflows::event::Text;
 use dataflows::ingest::{Counts, Ingest, InputState, Notice};
 use dataflows::pipeline::{build, Inputs, Settings};
 use dataflows::rows::{Change, Position, SourceProgress};
@@ -43,7 +43,7 @@ use timely::worker::Worker;
 use crate::kafka::KafkaSettings;
 use crate::metrics::Metrics;
 use crate::sink::batch::{collect, Collected};
-use crate::sink::checkpoint::Checkpoint;
+use crate::sink::checkpoint::{Checkpoint, OpenState};
 use crate::sink::postgres::{is_unavailable, redact, PgSink, ProgressRow};
 use crate::sink::writer::Writer;
 use crate::source::file::{self, FileSource};
@@ -186,8 +186,8 @@ struct Shared {
     /// resumes: its committed position, or its start with `--from-start`.
     starts: BTreeMap<String, Position>,
     input: InputState,
-    /// The restore epoch's events, taken by worker 0.
-    restore: Mutex<Option<Vec<Event>>>,
+    /// What the restore epoch feeds, taken by worker 0.
+    restore: Mutex<Option<OpenState>>,
     /// Messages read by all workers in this run, for the input rate.
     read: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
@@ -309,7 +309,8 @@ fn attempt(
             (None, n, starts.collect())
         }
     };
-    let restore = if options.cluster.writes() { sink.open_state_events(options.settings.session_gap)? } else { Vec::new() };
+    let restore =
+        if options.cluster.writes() { sink.open_state(options.settings.session_gap, checkpoint.watermark)? } else { OpenState::default() };
     let input = InputState::new(options.watermark_delay, options.idle_timeout, options.dedupe_horizon);
     let now = now_millis();
     for name in starts.keys() {
@@ -320,7 +321,8 @@ fn attempt(
     if checkpoint.watermark != Millis::MIN {
         tracing::info!(
             watermark = format_rfc3339(checkpoint.watermark),
-            open_state_events = restore.len(),
+            open_state_events = restore.events.len(),
+            users = restore.first_seen.len(),
             remembered_ids = input.remembered_ids(),
             "resuming after the last commit"
         );
@@ -490,8 +492,23 @@ fn work(worker: &mut Worker, shared: &Shared) -> Result<Option<(Counts, bool)>> 
     let (file, mut sink) = if index == 0 {
         let (file, writer, metrics) = shared.worker0.lock().expect("not poisoned").take().expect("worker 0 runs once");
         let reporter = Reporter::new(options.run_id.clone(), options.progress_interval, metrics, &shared.checkpoint, &shared.starts);
-        for event in shared.restore.lock().expect("not poisoned").take().unwrap_or_default() {
-            inputs.accept(event);
+        let restore = shared.restore.lock().expect("not poisoned").take().unwrap_or_default();
+        let mut active: HashMap<Text, Vec<(Millis, i64)>> = HashMap::new();
+        for (user, day, revenue_cents) in restore.activity {
+            active.entry(user).or_default().push((day, revenue_cents));
+        }
+        for (user, first) in restore.first_seen {
+            let days = active.remove(&user).unwrap_or_default();
+            inputs.restore_user(user, first, days);
+        }
+        for purchase in restore.purchases {
+            inputs.restore_purchase(purchase);
+        }
+        if let Some(latest) = restore.latest {
+            inputs.restore_latest(latest);
+        }
+        for event in restore.events {
+            inputs.restore(event);
         }
         (file, Some((writer, reporter)))
     } else {

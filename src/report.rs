@@ -1,5 +1,6 @@
 //! `clickflow report --out DIR`: PNG charts straight from PostgreSQL, no server needed:
-//! traffic over time, the funnel, conversion by device, top products by revenue.
+//! traffic over time, the funnel, conversion by device, top products by revenue, revenue
+//! and customers by RFM segment, and cohort retention as a heatmap.
 //!
 //! Owns the chart queries and drawing (plotters with a font shipped in `assets/`).
 
@@ -77,7 +78,88 @@ pub fn run(url: &str, dir: &Path) -> Result<Vec<PathBuf>> {
         "revenue",
     )?;
     written.push(path);
+
+    let rows = client.query(
+        "SELECT segment || ' (' || count(*) || ' customers)', sum(monetary)::float8 FROM customer_rfm
+         GROUP BY segment ORDER BY sum(monetary) DESC, segment",
+        &[],
+    )?;
+    let path = dir.join("segments.png");
+    bar_chart(
+        &path,
+        "Revenue by RFM segment",
+        &rows.iter().map(|r| r.get(0)).collect::<Vec<String>>(),
+        &rows.iter().map(|r| r.get(1)).collect::<Vec<f64>>(),
+        "revenue",
+    )?;
+    written.push(path);
+
+    // The latest 20 cohorts, their first 21 days.
+    let cells: Vec<(String, i64, f64)> = client
+        .query(
+            "SELECT to_char(cohort_date, 'YYYY-MM-DD'), day_offset::int8, retention FROM cohort_retention
+             WHERE cohort_date > (SELECT max(cohort_date) - 20 FROM cohort_retention) AND day_offset <= 20
+             ORDER BY cohort_date, day_offset",
+            &[],
+        )?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let path = dir.join("retention.png");
+    retention_chart(&path, &cells)?;
+    written.push(path);
     Ok(written)
+}
+
+/// Each cohort a row (the first at the top), each day after its first a column, shaded
+/// and labelled by retention.
+fn retention_chart(path: &Path, cells: &[(String, i64, f64)]) -> Result<()> {
+    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(draw_error)?;
+    let mut cohorts: Vec<&str> = cells.iter().map(|c| c.0.as_str()).collect();
+    cohorts.dedup();
+    let (n, days) = (cohorts.len().max(1), cells.iter().map(|c| c.1 as usize + 1).max().unwrap_or(1));
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Cohort retention (share of a cohort active N days after its first day)", ("sans-serif", 24))
+        .margin(20)
+        .x_label_area_size(50)
+        .y_label_area_size(120)
+        .build_cartesian_2d((0..days - 1).into_segmented(), (0..n - 1).into_segmented())
+        .map_err(draw_error)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc("days after the cohort's first day")
+        .x_labels(days)
+        .x_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(d) => d.to_string(),
+            _ => String::new(),
+        })
+        .y_labels(n)
+        .y_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) => cohorts.get(n - 1 - *i).map(|c| c.to_string()).unwrap_or_default(),
+            _ => String::new(),
+        })
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(draw_error)?;
+    let cell = |(cohort, day, retention): &(String, i64, f64)| {
+        let row = n - 1 - cohorts.iter().position(|c| c == cohort).unwrap_or(0);
+        let day = *day as usize;
+        let shade = Rectangle::new(
+            [(SegmentValue::Exact(day), SegmentValue::Exact(row)), (SegmentValue::Exact(day + 1), SegmentValue::Exact(row + 1))],
+            BLUE.mix(0.1 + 0.9 * retention.clamp(0.0, 1.0)).filled(),
+        );
+        let label = Text::new(
+            format!("{:.0}%", 100.0 * retention),
+            (SegmentValue::CenterOf(day), SegmentValue::CenterOf(row)),
+            ("sans-serif", 12).into_font().color(if *retention > 0.5 { &WHITE } else { &BLACK }),
+        );
+        [shade.into_dyn(), label.into_dyn()]
+    };
+    chart.draw_series(cells.iter().flat_map(cell)).map_err(draw_error)?;
+    root.present().map_err(draw_error)?;
+    Ok(())
 }
 
 fn draw_error(e: impl std::fmt::Display) -> anyhow::Error {

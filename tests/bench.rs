@@ -61,7 +61,7 @@ fn every_stage_reports_its_figures_and_the_dataflow_agrees_with_the_baseline() {
         .query_one(
             "SELECT (SELECT count(*) FROM sessions WHERE is_final) + (SELECT count(*) FROM traffic WHERE is_final)
                   + (SELECT count(*) FROM product_stats WHERE is_final) + (SELECT count(*) FROM funnel WHERE is_final)
-                  + (SELECT count(*) FROM conversion WHERE is_final)",
+                  + (SELECT count(*) FROM conversion WHERE is_final) + (SELECT count(*) FROM cohort_retention WHERE is_final)",
             &[],
         )
         .unwrap()

@@ -28,11 +28,11 @@ fn replayed_db(label: &str, events: &str) -> TestDb {
 }
 
 #[test]
-fn report_writes_four_pngs_of_the_expected_size() {
+fn report_writes_six_pngs_of_the_expected_size() {
     let db = replayed_db("report", "8000");
     let out = scratch("report-out");
     let listed = clickflow(&["report", "--out", out.to_str().unwrap(), "--postgres", &db.url]);
-    for name in ["traffic.png", "funnel.png", "conversion_by_device.png", "top_products.png"] {
+    for name in ["traffic.png", "funnel.png", "conversion_by_device.png", "top_products.png", "segments.png", "retention.png"] {
         let path = out.join(name);
         assert!(listed.contains(path.to_str().unwrap()), "{name} is listed");
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -143,7 +143,7 @@ fn interrupted_runs(args: &[&str], workers: &[&str], url: &str, dir: &Path) {
 /// watermark delay: many duplicate pairs straddle a commit, and so a restart.
 fn sparse_data_with_resent_copies(dir: &Path) -> (String, Vec<Vec<u8>>, reference::Tables) {
     let file = dir.join("events.jsonl");
-    let mut args = vec!["produce", "--events", "40000", "--seed", "11", "--events-per-second", "0.5", "--out", file.to_str().unwrap()];
+    let mut args = vec!["produce", "--events", "60000", "--seed", "11", "--events-per-second", "0.5", "--out", file.to_str().unwrap()];
     args.extend(FAULTS);
     args.extend(["--late", "0.003"]);
     clickflow(&args);
@@ -387,4 +387,47 @@ fn another_file_is_refused_unless_from_start() {
     assert!(sources.values().all(|n| *n == 3000), "{sources:?}");
     let input: i64 = last_progress(&mut client).0;
     assert_eq!(input, 6000, "totals since the first run cover both files");
+}
+
+#[test]
+fn customer_analytics_survive_a_restart_in_the_middle_of_a_day() {
+    let dir = scratch("restart-cohorts");
+    // Three days of shoppers coming back; the processor is stopped on the second day,
+    // with that day's cohort rows open and its purchases not yet in customer_rfm or
+    // product_pairs, and started again for the rest.
+    let file = dir.join("events.jsonl");
+    let mut args = vec!["produce", "--days", "3", "--events-per-second", "0.05", "--seed", "21", "--out", file.to_str().unwrap()];
+    args.extend(FAULTS);
+    clickflow(&args);
+    let lines = read_lines(&file);
+    let expected = reference::compute(&lines, 60_000, Settings::default(), now_ms());
+    assert!(expected.cohorts.keys().filter(|(_, offset)| *offset > 0).count() >= 3, "shoppers come back on later days");
+    assert!(expected.rfm.len() > 50 && expected.pairs.len() >= 4, "{} customers, {} pairs", expected.rfm.len(), expected.pairs.len());
+    let cut = lines.len() * 11 / 20; // in the second day
+    let broker = mock_broker("cohorts", 1);
+    let brokers = broker.bootstrap_servers();
+    send(&brokers, "cohorts", &lines[..cut].iter().map(|l| (0, l.clone())).collect::<Vec<_>>());
+
+    let db = TestDb::new("restart_cohorts");
+    let mut client = db.client();
+    let live = ["process", "--brokers", &brokers, "--topic", "cohorts", "--postgres", &db.url, "--quiet"];
+    let mut first = spawn_clickflow(&live, &[], &dir, "first");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while last_progress_input(&mut client) < cut as i64 {
+        assert!(Instant::now() < deadline, "the first part was not processed: {}", stderr_of(&dir, "first"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(std::process::Command::new("kill").args(["-TERM", &first.id().to_string()]).status().unwrap().success());
+    assert!(wait(&mut first, Duration::from_secs(30), "the first run").success());
+    let open: i64 = client.query_one("SELECT count(*) FROM cohort_retention WHERE NOT is_final", &[]).unwrap().get(0);
+    assert!(open > 0, "the second day's rows are open at the stop");
+
+    send(&brokers, "cohorts", &lines[cut..].iter().map(|l| (0, l.clone())).collect::<Vec<_>>());
+    clickflow(&["process", "--brokers", &brokers, "--topic", "cohorts", "--until-idle", "2s", "--postgres", &db.url, "--quiet"]);
+    assert_tables_eq(&actual_tables(&mut client), &expected_tables(&expected));
+}
+
+/// `input_events` of the newest progress report, 0 before the first.
+fn last_progress_input(client: &mut postgres::Client) -> i64 {
+    client.query_opt("SELECT input_events FROM pipeline_progress ORDER BY id DESC LIMIT 1", &[]).ok().flatten().map_or(0, |r| r.get(0))
 }

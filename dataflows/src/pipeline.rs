@@ -6,6 +6,9 @@
 //!   accept)       │                            └──────────────┤
 //!                 ├─ Hit ──────── Traffic ────────────────────┤
 //!                 ├─ ProductHit ─ ProductStats ───────────────┼──▶ Change
+//!                 ├─ activity ─── Cohorts ─── Retention ──────┤
+//!                 ├─ purchases, days ─┬─ Rfm (one worker) ────┤
+//!                 │                   └─ Pairs (one worker) ──┤
 //!                 └─ the event itself ────────────────────────┘   (events_raw)
 //! watermarks ─ broadcast ─▶ every stateful operator
 //! ```
@@ -34,7 +37,11 @@ use crate::event::{Event, Text};
 use crate::ingest::{Admission, Ingest, InputState, Notice};
 use crate::operators::aggregates::{dimensions, Conversion, Funnel, Hit, ProductHit, ProductStats, SessionOutcome, Traffic};
 use crate::operators::by_epoch::{ByEpoch, Watermarks};
+use crate::operators::cohorts::{Cohorts, Retention, Seen, DAY};
 use crate::operators::dedupe::{Candidate, Dedupe, Verdict};
+use crate::operators::pairs::Pairs;
+use crate::operators::rfm::Rfm;
+use crate::operators::sales::{Order, Purchase, Sale};
 use crate::operators::sessions::{Click, Sessionize};
 use crate::operators::windows::Windowed;
 use crate::rows::{Change, DeadLetter};
@@ -74,6 +81,10 @@ pub struct Feeds<'scope> {
     pub hits: VecCollection<'scope, u64, (Millis, (), Hit)>,
     /// By stats window and product.
     pub product_hits: VecCollection<'scope, u64, (Millis, Text, ProductHit)>,
+    /// By user: their active days (and, restored, their first day).
+    pub activity: VecCollection<'scope, u64, (Text, Seen)>,
+    /// Purchases and the days that hold events, all to one worker.
+    pub sales: VecCollection<'scope, u64, Sale>,
 }
 
 /// What the traffic operator takes of an event.
@@ -84,6 +95,11 @@ fn hit(event: &Event, settings: Settings) -> (Millis, (), Hit) {
 /// What the product operator takes of an event, if it names a product.
 fn product_hit(event: &Event, settings: Settings) -> Option<(Millis, Text, ProductHit)> {
     ProductHit::of(event).map(|(product, hit)| (window_start(hit.time, settings.stats_window), product, hit))
+}
+
+/// What the cohort operator takes of an event.
+fn seen(event: &Event) -> (Text, Seen) {
+    (event.user_id.clone(), Seen::Active { day: window_start(event.event_time, DAY), revenue_cents: event.revenue_cents() })
 }
 
 /// Builds the operators; `watermarks` carries `(epoch, W)` from the sources, broadcast.
@@ -116,14 +132,34 @@ pub fn clickstream<'scope>(feeds: Feeds<'scope>, watermarks: Watermarks<'scope>,
             let outcome = SessionOutcome::of(&s);
             dimensions(&s).map(|(dimension, value)| (start, (Text::new_static(dimension), value), outcome.clone()))
         })
-        .by_epoch(watermarks, |(start, group, _)| route(&(start, group)), "Conversion", Windowed::<Conversion>::new(stats_window));
+        .by_epoch(watermarks.clone(), |(start, group, _)| route(&(start, group)), "Conversion", Windowed::<Conversion>::new(stats_window));
+
+    let members = feeds.activity.by_epoch(watermarks.clone(), |(user, _)| route(user), "Cohorts", Cohorts::default());
+    let cohorts = members.by_epoch(watermarks.clone(), |m| route(&m.cohort()), "Retention", Retention::default());
+    // Scores are ranks over every purchasing user: one worker holds them all.
+    let rfm = feeds.sales.clone().by_epoch(watermarks.clone(), |_| 0, "Rfm", Rfm::default());
+    // So do pairs: the count of all orders is in every lift.
+    let pairs = feeds.sales.by_epoch(watermarks, |_| 0, "Pairs", Pairs::default());
 
     sessions.map(Change::Session).concatenate([
+        cohorts.map(Change::Cohort),
+        rfm.map(Change::Rfm),
+        pairs.map(Change::Pair),
         traffic.map(Change::Traffic),
         products.map(Change::Product),
         funnel.map(Change::Funnel),
         conversion.map(Change::Conversion),
     ])
+}
+
+/// A purchase as `events_raw` holds it, fed back by a restart.
+pub struct RestoredPurchase {
+    pub user: Text,
+    pub time: Millis,
+    pub order_id: Option<Text>,
+    pub event_id: Text,
+    pub product: Option<Text>,
+    pub revenue_cents: i64,
 }
 
 /// The handles a source feeds: accepted events, the records that bypass aggregation
@@ -132,6 +168,8 @@ pub struct Inputs {
     clicks: InputSession<u64, (Text, Click), isize>,
     hits: InputSession<u64, (Millis, (), Hit), isize>,
     product_hits: InputSession<u64, (Millis, Text, ProductHit), isize>,
+    activity: InputSession<u64, (Text, Seen), isize>,
+    sales: InputSession<u64, Sale, isize>,
     records: InputSession<u64, Change, isize>,
     watermarks: InputHandle<u64, CapacityContainerBuilder<Vec<(u64, Millis)>>>,
     settings: Settings,
@@ -148,15 +186,48 @@ impl Inputs {
         *self.records.time()
     }
 
-    /// An accepted event (see [`crate::ingest::Ingest`]), or in the [`RESTORE_EPOCH`]
-    /// one fed back from the committed results.
+    /// An accepted event (see [`crate::ingest::Ingest`]).
     pub fn accept(&mut self, event: Event) {
+        self.activity.insert(seen(&event));
+        for record in Sale::of(&event) {
+            self.sales.insert(record);
+        }
+        self.restore(event);
+    }
+
+    /// In the [`RESTORE_EPOCH`]: an event the open rows were computed from, for every
+    /// operator but the cohorts and RFM, which are restored apart
+    /// ([`Inputs::restore_user`], [`Inputs::restore_purchase`]).
+    pub fn restore(&mut self, event: Event) {
         self.clicks.insert(Click::of(&event));
         self.hits.insert(hit(&event, self.settings));
         if let Some(product_hit) = product_hit(&event, self.settings) {
             self.product_hits.insert(product_hit);
         }
         self.records.insert(Change::Event(event));
+    }
+
+    /// In the [`RESTORE_EPOCH`], for the cohorts (CONTRACT §7): `user`'s first accepted
+    /// event was at `first`, and they were active on each of the open `days` (day start,
+    /// revenue in cents that day).
+    pub fn restore_user(&mut self, user: Text, first: Millis, days: impl IntoIterator<Item = (Millis, i64)>) {
+        for (day, revenue_cents) in days {
+            self.activity.insert((user.clone(), Seen::Active { day, revenue_cents }));
+        }
+        self.activity.insert((user, Seen::First { day: window_start(first, DAY) }));
+    }
+
+    /// In the [`RESTORE_EPOCH`], for the daily analytics (CONTRACT §7): a purchase,
+    /// `order_id` or else its `event_id` naming its order.
+    pub fn restore_purchase(&mut self, purchase: RestoredPurchase) {
+        let RestoredPurchase { user, time, order_id, event_id, product, revenue_cents } = purchase;
+        let order = order_id.map_or(Order::Event(event_id), Order::Id);
+        self.sales.insert(Sale::Purchase(Purchase { user, time, order, product, revenue_cents }));
+    }
+
+    /// In the [`RESTORE_EPOCH`], for the daily analytics: the latest event time accepted.
+    pub fn restore_latest(&mut self, time: Millis) {
+        self.sales.insert(Sale::Day(window_start(time, DAY)));
     }
 
     /// Decides one message with `ingest` and feeds the outcome: an accepted event, a
@@ -196,6 +267,8 @@ impl Inputs {
         self.clicks.advance_to(epoch + 1);
         self.hits.advance_to(epoch + 1);
         self.product_hits.advance_to(epoch + 1);
+        self.activity.advance_to(epoch + 1);
+        self.sales.advance_to(epoch + 1);
         self.records.advance_to(epoch + 1);
         self.watermarks.advance_to(epoch + 1);
         if let Some((candidates, notices)) = &mut self.cluster {
@@ -206,6 +279,8 @@ impl Inputs {
         self.clicks.flush();
         self.hits.flush();
         self.product_hits.flush();
+        self.activity.flush();
+        self.sales.flush();
         self.records.flush();
     }
 }
@@ -221,6 +296,8 @@ pub fn build<'scope>(
     let (clicks, mut click_collection) = scope.new_collection();
     let (hits, mut hit_collection) = scope.new_collection();
     let (product_hits, mut product_hit_collection) = scope.new_collection();
+    let (activity, mut activity_collection) = scope.new_collection();
+    let (sales, mut sale_collection) = scope.new_collection();
     let (records, mut record_collection) = scope.new_collection();
     let (watermarks, watermark_stream) = scope.new_input();
     let watermark_stream = watermark_stream.broadcast();
@@ -241,13 +318,21 @@ pub fn build<'scope>(
             click_collection = click_collection.concat(accepted.clone().map(|e| Click::of(&e)));
             hit_collection = hit_collection.concat(accepted.clone().map(move |e| hit(&e, settings)));
             product_hit_collection = product_hit_collection.concat(accepted.clone().flat_map(move |e| product_hit(&e, settings)));
+            activity_collection = activity_collection.concat(accepted.clone().map(|e| seen(&e)));
+            sale_collection = sale_collection.concat(accepted.clone().flat_map(|e| Sale::of(&e).collect::<Vec<_>>()));
             let found =
                 verdicts.clone().flat_map(|v| if let Verdict::Duplicate(source) = v { Some(Change::Duplicate(source)) } else { None });
             record_collection = record_collection.concat(accepted.map(Change::Event)).concat(found);
             Some((candidates, notices))
         }
     };
-    let feeds = Feeds { clicks: click_collection, hits: hit_collection, product_hits: product_hit_collection };
+    let feeds = Feeds {
+        clicks: click_collection,
+        hits: hit_collection,
+        product_hits: product_hit_collection,
+        activity: activity_collection,
+        sales: sale_collection,
+    };
     let changes = clickstream(feeds, watermark_stream, settings).concat(record_collection);
-    (Inputs { clicks, hits, product_hits, records, watermarks, settings, cluster }, changes)
+    (Inputs { clicks, hits, product_hits, activity, sales, records, watermarks, settings, cluster }, changes)
 }

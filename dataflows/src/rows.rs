@@ -112,6 +112,48 @@ pub struct ConversionRow {
     pub is_final: bool,
 }
 
+/// One row of `cohort_retention` (CONTRACT §7): the users whose first accepted event was
+/// on `cohort_date`, and those of them active `day_offset` days later.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct CohortRow {
+    pub cohort_date: Millis,
+    pub day_offset: i64,
+    pub cohort_users: i64,
+    pub active_users: i64,
+    pub revenue_cents: i64,
+    pub is_final: bool,
+}
+
+/// One row of `customer_rfm` (CONTRACT §7), as of the end of the latest closed day.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RfmRow {
+    pub user_id: Text,
+    pub as_of: Millis,
+    pub last_purchase_at: Millis,
+    pub recency_days: i64,
+    /// Orders.
+    pub frequency: i64,
+    pub monetary_cents: i64,
+    pub r_score: u8,
+    pub f_score: u8,
+    pub m_score: u8,
+    pub segment: Text,
+}
+
+/// One row of `product_pairs` (CONTRACT §7): the counts behind its confidence and lift,
+/// which the sink derives.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PairRow {
+    pub product_id: Text,
+    pub other_product_id: Text,
+    pub orders_together: i64,
+    /// Orders holding `product_id`.
+    pub product_orders: i64,
+    /// Orders holding `other_product_id`.
+    pub other_orders: i64,
+    pub all_orders: i64,
+}
+
 /// A message that ended in `dead_letters`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct DeadLetter {
@@ -168,6 +210,9 @@ pub enum Change {
     Product(ProductRow),
     Funnel(FunnelRow),
     Conversion(ConversionRow),
+    Cohort(CohortRow),
+    Rfm(RfmRow),
+    Pair(PairRow),
     DeadLetter(DeadLetter),
     Progress(SourceProgress),
     /// A message of this source partition that its process accepted, found by the
@@ -187,6 +232,8 @@ impl Change {
             Change::Product(r) => r.is_final,
             Change::Funnel(r) => r.is_final,
             Change::Conversion(r) => r.is_final,
+            Change::Cohort(r) => r.is_final,
+            Change::Rfm(_) | Change::Pair(_) => false, // rewritten as each day closes
             Change::Event(_) | Change::DeadLetter(_) | Change::Progress(_) | Change::Duplicate(_) => false,
         }
     }

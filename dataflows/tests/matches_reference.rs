@@ -89,6 +89,10 @@ fn run(arrivals: &[Arrival], partitions: usize, workers: usize, epoch_len: usize
 #[derive(Debug, Clone)]
 struct Spec {
     user: u8,
+    /// Event time: `day` days after the hour before T0's midnight, plus `offset_ms` (up
+    /// to two hours): a stream clustered around three midnights, so that users come
+    /// back on later days and out-of-order events cross a day's end.
+    day: u8,
     offset_ms: u32,
     kind: u8,
     product: u8,
@@ -107,14 +111,15 @@ struct Spec {
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
-    let event = (0u8..6, 0u32..7_200_000, 0u8..7, 0u8..4, 0u8..3, 0u32..100_000, 1u8..4);
+    let event = (0u8..6, (0u8..3, 0u32..7_200_000), 0u8..7, 0u8..4, 0u8..3, 0u32..100_000, 1u8..4);
     let delivery = (0u32..59_000, prop::bool::weighted(0.05), 0u8..3, 0u8..3, 0u8..3, 0u8..20, 0u16..2000);
     (event, delivery).prop_map(
         |(
-            (user, offset_ms, kind, product, category, price_cents, quantity),
+            (user, (day, offset_ms), kind, product, category, price_cents, quantity),
             (jitter_ms, duplicate, device, country, referrer, partition, pause_ms),
         )| Spec {
             user,
+            day,
             offset_ms,
             kind,
             product,
@@ -132,6 +137,11 @@ fn spec() -> impl Strategy<Value = Spec> {
     )
 }
 
+/// The event time of `s`.
+fn time_of(s: &Spec) -> Millis {
+    T0 + Millis::from(s.day) * 86_400_000 - 3_600_000 + Millis::from(s.offset_ms)
+}
+
 /// The event of `s` as the contract's JSON, at `time`.
 fn line(id: &str, s: &Spec, time: Millis) -> Vec<u8> {
     let t = EventType::ALL[s.kind as usize];
@@ -142,8 +152,14 @@ fn line(id: &str, s: &Spec, time: Millis) -> Vec<u8> {
         _ => String::new(),
     };
     let price = format!(r#","price":{}.{:02},"quantity":{}"#, s.price_cents / 100, s.price_cents % 100, s.quantity);
+    // A user's purchases of one day are one order (bought together), but those of one
+    // unit, which are orders of their own.
+    let order = match t {
+        EventType::Purchase if s.quantity > 1 => format!(r#","order_id":"o{}-{}""#, s.user, s.day),
+        _ => String::new(),
+    };
     format!(
-        r#"{{"event_id":"{id}","event_time":"{}","event_type":"{}","user_id":"u{}","page":"/p{}"{product}{price},"device":"{}","country":"{}","referrer":"{}","user_agent":"ua","ip":"10.0.0.{}"}}"#,
+        r#"{{"event_id":"{id}","event_time":"{}","event_type":"{}","user_id":"u{}","page":"/p{}"{product}{price}{order},"device":"{}","country":"{}","referrer":"{}","user_agent":"ua","ip":"10.0.0.{}"}}"#,
         format_rfc3339(time),
         t.as_str(),
         s.user,
@@ -170,11 +186,11 @@ fn partition_of(s: &Spec, partitions: usize) -> usize {
 /// and, every `probe_every` messages, probes at W − 1, W and W + 1 of the partition's own
 /// watermark; wall-clock time advancing by each spec's pause.
 fn arrivals(specs: &[Spec], partitions: usize, probe_every: usize) -> Vec<Arrival> {
-    let mut keyed: Vec<(u32, usize, bool)> = Vec::new();
+    let mut keyed: Vec<(Millis, usize, bool)> = Vec::new();
     for (id, s) in specs.iter().enumerate() {
-        keyed.push((s.offset_ms + s.jitter_ms, id, false));
+        keyed.push((time_of(s) + Millis::from(s.jitter_ms), id, false));
         if s.duplicate {
-            keyed.push((s.offset_ms + s.jitter_ms + 1, id, true));
+            keyed.push((time_of(s) + Millis::from(s.jitter_ms) + 1, id, true));
         }
     }
     keyed.sort();
@@ -183,7 +199,7 @@ fn arrivals(specs: &[Spec], partitions: usize, probe_every: usize) -> Vec<Arriva
     let mut largest: Vec<Option<Millis>> = vec![None; partitions];
     for (n, (_, id, _)) in keyed.into_iter().enumerate() {
         let s = &specs[id];
-        let (p, time) = (partition_of(s, partitions), T0 + Millis::from(s.offset_ms));
+        let (p, time) = (partition_of(s, partitions), time_of(s));
         now += Millis::from(s.pause_ms);
         out.push(Arrival { partition: p, now, bytes: line(&format!("e{id}"), s, time) });
         largest[p] = Some(largest[p].map_or(time, |m| m.max(time)));
@@ -230,7 +246,7 @@ proptest! {
             if id % 9 == 0 {
                 arrivals.push(Arrival { partition, now, bytes: b"{\"event_id\": 1".to_vec() });
             }
-            arrivals.push(Arrival { partition, now, bytes: line(&format!("e{id}"), s, T0 + Millis::from(s.offset_ms)) });
+            arrivals.push(Arrival { partition, now, bytes: line(&format!("e{id}"), s, time_of(s)) });
         }
         let expected = reference::compute_partitioned(&arrivals, partitions, DELAY, IDLE, settings());
         for workers in [1, 2] {

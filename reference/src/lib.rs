@@ -5,13 +5,13 @@
 //! ([`parse`]), and admission, sessions, funnels and windows are computed here again,
 //! the simple way. All rows are final, as after a bounded input ends.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 pub mod parse;
 
 use dataflows::event::{Event, EventType, Reason, Text};
 use dataflows::pipeline::Settings;
-use dataflows::rows::{Change, ConversionRow, FunnelRow, ProductRow, SessionRow, TrafficRow};
+use dataflows::rows::{Change, CohortRow, ConversionRow, FunnelRow, PairRow, ProductRow, RfmRow, SessionRow, TrafficRow};
 use dataflows::time::Millis;
 
 /// The tables, keyed as in PostgreSQL.
@@ -24,6 +24,12 @@ pub struct Tables {
     pub products: BTreeMap<(Millis, Text), ProductRow>,
     pub funnel: BTreeMap<Millis, FunnelRow>,
     pub conversion: BTreeMap<(Millis, Text, Text), ConversionRow>,
+    /// Keyed by `(cohort_date, day_offset)`.
+    pub cohorts: BTreeMap<(Millis, i64), CohortRow>,
+    /// `customer_rfm`, keyed by `user_id`.
+    pub rfm: BTreeMap<Text, RfmRow>,
+    /// `product_pairs`, keyed by `(product_id, other_product_id)`.
+    pub pairs: BTreeMap<(Text, Text), PairRow>,
     /// Dead letters by input line number (1-based) with their reason.
     pub dead_letters: BTreeMap<usize, Reason>,
     pub duplicates: u64,
@@ -115,6 +121,130 @@ pub fn derive(t: &mut Tables, settings: Settings) {
     t.products = products(&t.events, settings.stats_window);
     t.funnel = funnel(&t.sessions, settings.stats_window);
     t.conversion = conversion(&t.sessions, settings.stats_window);
+    t.cohorts = cohorts(&t.events);
+    t.rfm = rfm(&t.events);
+    t.pairs = pairs(&t.events);
+}
+
+/// CONTRACT §7 `product_pairs` once the input has ended (every order counts): for each
+/// product, the other products sharing at least 2 orders with it, best 10 by orders
+/// together, then by id.
+fn pairs(events: &BTreeMap<(Text, Millis), Event>) -> BTreeMap<(Text, Text), PairRow> {
+    // Each order's products: `order_id`, or the event id of a purchase without one.
+    let mut orders: HashMap<(bool, &str), BTreeSet<&str>> = HashMap::new();
+    for e in events.values().filter(|e| e.event_type == EventType::Purchase) {
+        let key = match &e.order_id {
+            Some(id) => (true, id.as_str()),
+            None => (false, e.event_id.as_str()),
+        };
+        let products = orders.entry(key).or_default();
+        products.extend(e.product_id.as_deref());
+    }
+    let holding = |p: &str| orders.values().filter(|ps| ps.contains(p)).count() as i64;
+    let mut shared: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+    for products in orders.values() {
+        for p in products {
+            for q in products.iter().filter(|q| *q != p) {
+                *shared.entry((p, q)).or_default() += 1;
+            }
+        }
+    }
+    let mut best: BTreeMap<&str, Vec<(i64, &str)>> = BTreeMap::new();
+    for ((p, q), n) in shared.into_iter().filter(|(_, n)| *n >= 2) {
+        best.entry(p).or_default().push((-n, q));
+    }
+    let mut rows = BTreeMap::new();
+    for (p, mut others) in best {
+        others.sort();
+        for (minus_n, q) in others.into_iter().take(10) {
+            let row = PairRow {
+                product_id: Text::new(p),
+                other_product_id: Text::new(q),
+                orders_together: -minus_n,
+                product_orders: holding(p),
+                other_orders: holding(q),
+                all_orders: orders.len() as i64,
+            };
+            rows.insert((Text::new(p), Text::new(q)), row);
+        }
+    }
+    rows
+}
+
+/// The segment grid of CONTRACT §7: `GRID[r - 1][f - 1]`.
+const GRID: [[&str; 5]; 5] = [
+    ["Lost", "Hibernating", "At Risk", "At Risk", "Can't Lose Them"],
+    ["Hibernating", "Hibernating", "At Risk", "At Risk", "Can't Lose Them"],
+    ["About to Sleep", "About to Sleep", "Need Attention", "Loyal Customers", "Loyal Customers"],
+    ["Promising", "Potential Loyalist", "Potential Loyalist", "Loyal Customers", "Loyal Customers"],
+    ["New Customers", "Potential Loyalist", "Potential Loyalist", "Champions", "Champions"],
+];
+
+/// CONTRACT §7 `customer_rfm` once the input has ended: `as_of` is the end of the latest
+/// day holding an accepted event, so every purchase counts. A score counts, for each
+/// user, the users with a strictly worse value.
+fn rfm(events: &BTreeMap<(Text, Millis), Event>) -> BTreeMap<Text, RfmRow> {
+    const DAY: Millis = 86_400_000;
+    let Some(latest) = events.values().map(|e| e.event_time).max() else { return BTreeMap::new() };
+    let as_of = start_of(latest, DAY) + DAY;
+    // Per user: last purchase, orders (order_id, or the event id of a purchase without one), revenue.
+    type Customer = (Millis, HashSet<(bool, Text)>, i64);
+    let mut users: BTreeMap<Text, Customer> = BTreeMap::new();
+    for e in events.values().filter(|e| e.event_type == EventType::Purchase) {
+        let u = users.entry(e.user_id.clone()).or_insert((Millis::MIN, HashSet::new(), 0));
+        u.0 = u.0.max(e.event_time);
+        u.1.insert(match &e.order_id {
+            Some(id) => (true, id.clone()),
+            None => (false, e.event_id.clone()),
+        });
+        u.2 += revenue(e);
+    }
+    let n = users.len() as i64;
+    let figures: Vec<(i64, i64, i64)> = users.values().map(|(last, orders, m)| ((as_of - last) / DAY, orders.len() as i64, *m)).collect();
+    // How many users have each value: a user's "worse" count sums the counts beyond it.
+    let mut by_recency: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut by_frequency: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut by_monetary: BTreeMap<i64, i64> = BTreeMap::new();
+    for (r, f, m) in &figures {
+        *by_recency.entry(*r).or_default() += 1;
+        *by_frequency.entry(*f).or_default() += 1;
+        *by_monetary.entry(*m).or_default() += 1;
+    }
+    // Users with a smaller value than each value, by a running sum over the sorted values.
+    let smaller = |counts: &BTreeMap<i64, i64>| -> HashMap<i64, i64> {
+        let mut below = 0;
+        counts
+            .iter()
+            .map(|(v, c)| {
+                below += c;
+                (*v, below - c)
+            })
+            .collect()
+    };
+    let (r_below, f_below, m_below) = (smaller(&by_recency), smaller(&by_frequency), smaller(&by_monetary));
+    let score = |worse: i64| (1 + 5 * worse / n) as u8;
+    users
+        .into_iter()
+        .zip(figures)
+        .map(|((user, (last, _, _)), (r, f, m))| {
+            let r_score = score(n - r_below[&r] - by_recency[&r]);
+            let f_score = score(f_below[&f]);
+            let m_score = score(m_below[&m]);
+            let row = RfmRow {
+                user_id: user.clone(),
+                as_of,
+                last_purchase_at: last,
+                recency_days: r,
+                frequency: f,
+                monetary_cents: m,
+                r_score,
+                f_score,
+                m_score,
+                segment: Text::new(GRID[r_score as usize - 1][f_score as usize - 1]),
+            };
+            (user, row)
+        })
+        .collect()
 }
 
 fn start_of(t: Millis, len: Millis) -> Millis {
@@ -216,6 +346,43 @@ fn traffic(events: &BTreeMap<(Text, Millis), Event>, len: Millis) -> BTreeMap<Mi
                 is_final: true,
             };
             (start, row)
+        })
+        .collect()
+}
+
+/// CONTRACT §6: a user's cohort is the UTC day of their first accepted event; a row per
+/// cohort and day on which some of its users had an accepted event (all final: the input
+/// has ended).
+fn cohorts(events: &BTreeMap<(Text, Millis), Event>) -> BTreeMap<(Millis, i64), CohortRow> {
+    const DAY: Millis = 86_400_000;
+    let mut first: HashMap<&str, Millis> = HashMap::new();
+    for e in events.values() {
+        let f = first.entry(e.user_id.as_str()).or_insert(e.event_time);
+        *f = (*f).min(e.event_time);
+    }
+    let mut size: HashMap<Millis, i64> = HashMap::new();
+    for f in first.values() {
+        *size.entry(start_of(*f, DAY)).or_default() += 1;
+    }
+    let mut days: BTreeMap<(Millis, Millis), (HashSet<&str>, i64)> = BTreeMap::new();
+    for e in events.values() {
+        let cohort = start_of(first[e.user_id.as_str()], DAY);
+        let day = days.entry((cohort, start_of(e.event_time, DAY))).or_default();
+        day.0.insert(e.user_id.as_str());
+        day.1 += revenue(e);
+    }
+    days.into_iter()
+        .map(|((cohort, day), (users, revenue_cents))| {
+            let offset = (day - cohort) / DAY;
+            let row = CohortRow {
+                cohort_date: cohort,
+                day_offset: offset,
+                cohort_users: size[&cohort],
+                active_users: users.len() as i64,
+                revenue_cents,
+                is_final: true,
+            };
+            ((cohort, offset), row)
         })
         .collect()
 }
@@ -340,6 +507,9 @@ impl Tables {
                 Change::Product(r) => t.products.insert((r.window_start, r.product_id.clone()), r).is_none(),
                 Change::Funnel(r) => t.funnel.insert(r.window_start, r).is_none(),
                 Change::Conversion(r) => t.conversion.insert((r.window_start, r.dimension.clone(), r.value.clone()), r).is_none(),
+                Change::Cohort(r) => t.cohorts.insert((r.cohort_date, r.day_offset), r).is_none(),
+                Change::Rfm(r) => t.rfm.insert(r.user_id.clone(), r).is_none(),
+                Change::Pair(r) => t.pairs.insert((r.product_id.clone(), r.other_product_id.clone()), r).is_none(),
                 Change::DeadLetter(d) => {
                     let line = d.source.rsplit(':').next().and_then(|n| n.parse().ok()).expect("source ends in a line number");
                     t.dead_letters.insert(line, d.reason).is_none()
@@ -361,6 +531,9 @@ fn key_of(change: &Change) -> Option<String> {
         Change::Product(r) => format!("product_stats {} {}", r.window_start, r.product_id),
         Change::Funnel(r) => format!("funnel {}", r.window_start),
         Change::Conversion(r) => format!("conversion {} {} {}", r.window_start, r.dimension, r.value),
+        Change::Cohort(r) => format!("cohort_retention {} {}", r.cohort_date, r.day_offset),
+        Change::Rfm(r) => format!("customer_rfm {}", r.user_id),
+        Change::Pair(r) => format!("product_pairs {} {}", r.product_id, r.other_product_id),
         Change::Event(_) | Change::DeadLetter(_) | Change::Progress(_) | Change::Duplicate(_) => return None,
     })
 }

@@ -12,7 +12,9 @@ use std::rc::Rc;
 
 use dataflows::event::Event;
 use dataflows::pipeline::RESTORE_EPOCH;
-use dataflows::rows::{Change, ConversionRow, DeadLetter, FunnelRow, ProductRow, SessionRow, SourceProgress, TrafficRow};
+use dataflows::rows::{
+    Change, CohortRow, ConversionRow, DeadLetter, FunnelRow, PairRow, ProductRow, RfmRow, SessionRow, SourceProgress, TrafficRow,
+};
 use dataflows::time::Millis;
 use differential_dataflow::VecCollection;
 use timely::dataflow::channels::pact::Exchange;
@@ -58,6 +60,9 @@ pub struct Batch {
     pub products: Upserts<ProductRow>,
     pub funnel: Upserts<FunnelRow>,
     pub conversion: Upserts<ConversionRow>,
+    pub cohorts: Upserts<CohortRow>,
+    pub rfm: Upserts<RfmRow>,
+    pub pairs: Upserts<PairRow>,
     /// The latest progress of each source: where it resumes after this batch.
     pub progress: BTreeMap<String, SourceProgress>,
     /// The watermark the operators reached at the batch's last epoch.
@@ -76,6 +81,9 @@ impl Batch {
             + self.products.rows.len()
             + self.funnel.rows.len()
             + self.conversion.rows.len()
+            + self.cohorts.rows.len()
+            + self.rfm.rows.len()
+            + self.pairs.rows.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -86,6 +94,9 @@ impl Batch {
             && self.products.rows.is_empty()
             && self.funnel.rows.is_empty()
             && self.conversion.rows.is_empty()
+            && self.cohorts.rows.is_empty()
+            && self.rfm.rows.is_empty()
+            && self.pairs.rows.is_empty()
             && self.progress.is_empty()
     }
 
@@ -117,6 +128,9 @@ impl Batch {
                 Change::Product(r) => self.products.apply(r, diff),
                 Change::Funnel(r) => self.funnel.apply(r, diff),
                 Change::Conversion(r) => self.conversion.apply(r, diff),
+                Change::Cohort(r) => self.cohorts.apply(r, diff),
+                Change::Rfm(r) => self.rfm.apply(r, diff),
+                Change::Pair(r) => self.pairs.apply(r, diff),
             }
         }
     }

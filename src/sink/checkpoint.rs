@@ -4,8 +4,8 @@
 //! within the dedupe horizon.
 //!
 //! Owns those queries and nothing else. Why the events it returns rebuild exactly the
-//! state an uninterrupted run would hold is argued at [`PgSink::open_state_events`];
-//! the processor feeds them to the dataflow in its restore epoch.
+//! state an uninterrupted run would hold is argued at [`PgSink::open_state`]; the
+//! processor feeds them to the dataflow in its restore epoch.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use dataflows::event::{Event, EventType, Text};
 use dataflows::ingest::Counts;
+use dataflows::pipeline::RestoredPurchase;
 use dataflows::rows::Position;
 use dataflows::time::Millis;
 
@@ -26,6 +27,22 @@ pub struct Committed {
     pub identity: Option<String>,
     pub counts: Counts,
     pub max_event_time: Option<Millis>,
+}
+
+/// What a restart feeds back to rebuild the operators' state.
+#[derive(Default)]
+pub struct OpenState {
+    /// The events the open rows were computed from.
+    pub events: Vec<Event>,
+    /// `(user_id, time of their first accepted event)` of every user: their cohort
+    /// (CONTRACT §7), which never closes.
+    pub first_seen: Vec<(Text, Millis)>,
+    /// `(user_id, day, revenue in cents)` of every user active on a day still open.
+    pub activity: Vec<(Text, Millis, i64)>,
+    /// Every purchase, for the daily analytics (RFM, pairs).
+    pub purchases: Vec<RestoredPurchase>,
+    /// The latest event time accepted, if any.
+    pub latest: Option<Millis>,
 }
 
 /// Everything the last committed transaction recorded besides rows.
@@ -92,8 +109,60 @@ impl PgSink {
     /// returned events make final again (every window and session before W) are already
     /// final in the database and are released at once; the sink ignores what the
     /// restore epoch emits.
-    pub fn open_state_events(&mut self, session_gap: Millis) -> Result<Vec<Event>> {
+    ///
+    /// Cohorts are restored apart, in two aggregates rather than from events: a cohort
+    /// never closes, so every user comes back with the time of their first event, and
+    /// each user active on a day still open (by `watermark`, the committed W) with their
+    /// revenue that day. That is all the cohort operators hold, and it does not pull `L`
+    /// back to the start of the day. RFM and the pairs get every purchase back, and the
+    /// latest event time (purchases are a few percent of events).
+    pub fn open_state(&mut self, session_gap: Millis, watermark: Millis) -> Result<OpenState> {
         let client = self.client();
+        let purchases = client
+            .query(
+                "SELECT user_id, (extract(epoch FROM event_time) * 1000)::bigint, order_id, event_id,
+                        (coalesce(price * 100, 0) * coalesce(quantity, 0))::bigint, product_id
+                 FROM events_raw WHERE event_type = 'purchase'",
+                &[],
+            )
+            .context("cannot read the purchases from events_raw")?
+            .iter()
+            .map(|r| RestoredPurchase {
+                user: Text::new(r.get::<_, &str>(0)),
+                time: r.get(1),
+                order_id: r.get::<_, Option<&str>>(2).map(Text::new),
+                event_id: Text::new(r.get::<_, &str>(3)),
+                revenue_cents: r.get(4),
+                product: r.get::<_, Option<&str>>(5).map(Text::new),
+            })
+            .collect();
+        let latest: Option<Millis> = client
+            .query_one("SELECT (extract(epoch FROM max(event_time)) * 1000)::bigint FROM events_raw", &[])
+            .context("cannot read the latest event time from events_raw")?
+            .get(0);
+        let first_seen = client
+            .query("SELECT user_id, (extract(epoch FROM min(event_time)) * 1000)::bigint FROM events_raw GROUP BY user_id", &[])
+            .context("cannot read the users' first events from events_raw")?
+            .iter()
+            .map(|r| (Text::new(r.get::<_, &str>(0)), r.get(1)))
+            .collect();
+        let activity = match watermark {
+            Millis::MAX => Vec::new(),
+            w => {
+                let since = (w != Millis::MIN).then(|| instant(w - w.rem_euclid(86_400_000)));
+                client
+                    .query(
+                        "SELECT user_id, (extract(epoch FROM date_trunc('day', event_time AT TIME ZONE 'UTC')) * 1000)::bigint,
+                                sum(CASE WHEN event_type = 'purchase' THEN coalesce(price * 100, 0) * coalesce(quantity, 0) ELSE 0 END)::bigint
+                         FROM events_raw WHERE $1::timestamptz IS NULL OR event_time >= $1 GROUP BY 1, 2",
+                        &[&since],
+                    )
+                    .context("cannot read the open days' activity from events_raw")?
+                    .iter()
+                    .map(|r| (Text::new(r.get::<_, &str>(0)), r.get(1), r.get(2)))
+                    .collect()
+            }
+        };
         let bound: Option<SystemTime> = client
             .query_one(
                 "SELECT least(
@@ -106,7 +175,7 @@ impl PgSink {
             )
             .context("cannot find the open rows")?
             .get(0);
-        let Some(bound) = bound else { return Ok(Vec::new()) };
+        let Some(bound) = bound else { return Ok(OpenState { events: Vec::new(), first_seen, activity, purchases, latest }) };
         let near = bound + Duration::from_millis(session_gap.max(0) as u64);
         let sql = format!(
             "WITH near AS (
@@ -120,7 +189,7 @@ impl PgSink {
                  ON e.user_id = s.user_id AND e.event_time >= s.session_start AND e.event_time < $1"
         );
         let rows = client.query(&sql, &[&bound, &near]).context("cannot read the open rows' events from events_raw")?;
-        rows.iter().map(event).collect()
+        Ok(OpenState { events: rows.iter().map(event).collect::<Result<_>>()?, first_seen, activity, purchases, latest })
     }
 
     /// `(event_id, event_time)` of the accepted events still within the dedupe horizon

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use dataflows::rows::{ConversionRow, FunnelRow, ProductRow, SessionRow, SourceProgress, TrafficRow};
+use dataflows::rows::{CohortRow, ConversionRow, FunnelRow, PairRow, ProductRow, RfmRow, SessionRow, SourceProgress, TrafficRow};
 use postgres::{Client, NoTls, Transaction};
 
 use super::batch::{Batch, Upserts};
@@ -24,6 +24,9 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("002_source_progress_and_reader.sql", include_str!("../../sql/002_source_progress_and_reader.sql")),
     ("003_exactly_once.sql", include_str!("../../sql/003_exactly_once.sql")),
     ("004_events_raw_append_only.sql", include_str!("../../sql/004_events_raw_append_only.sql")),
+    ("005_cohort_retention.sql", include_str!("../../sql/005_cohort_retention.sql")),
+    ("006_customer_rfm.sql", include_str!("../../sql/006_customer_rfm.sql")),
+    ("007_product_pairs.sql", include_str!("../../sql/007_product_pairs.sql")),
 ];
 
 /// Session-level advisory lock held by the one processor writing a database.
@@ -147,7 +150,17 @@ impl PgSink {
 
     fn prepare_staging(&mut self) -> Result<()> {
         let mut sql = String::new();
-        let tables = [&DEAD_LETTERS, &SessionRow::TABLE, &TrafficRow::TABLE, &ProductRow::TABLE, &FunnelRow::TABLE, &ConversionRow::TABLE];
+        let tables = [
+            &DEAD_LETTERS,
+            &SessionRow::TABLE,
+            &TrafficRow::TABLE,
+            &ProductRow::TABLE,
+            &FunnelRow::TABLE,
+            &ConversionRow::TABLE,
+            &CohortRow::TABLE,
+            &RfmRow::TABLE,
+            &PairRow::TABLE,
+        ];
         for t in tables {
             sql.push_str(&format!(
                 "CREATE TEMP TABLE IF NOT EXISTS stage_{0} ON COMMIT DELETE ROWS AS SELECT {1} FROM {0} WITH NO DATA;
@@ -171,6 +184,9 @@ impl PgSink {
         upsert(&mut tx, &batch.products)?;
         upsert(&mut tx, &batch.funnel)?;
         upsert(&mut tx, &batch.conversion)?;
+        upsert(&mut tx, &batch.cohorts)?;
+        upsert(&mut tx, &batch.rfm)?;
+        upsert(&mut tx, &batch.pairs)?;
         record_positions(&mut tx, &batch.progress, &self.identities)?;
         if let Some(w) = batch.watermark {
             tx.execute(
@@ -302,6 +318,12 @@ fn insert_new<T>(tx: &mut Transaction<'_>, t: &Table, items: &[T], write: fn(&T,
 fn upsert<R: SinkRow>(tx: &mut Transaction<'_>, rows: &Upserts<R>) -> Result<()> {
     let t = &R::TABLE;
     let columns = t.columns.len();
+    // A final row is never touched again; a table without finality is rewritten freely.
+    let (open, open_excluded) = if t.columns.contains(&"is_final") {
+        (" AND NOT t.is_final".to_owned(), format!(" WHERE NOT {}.is_final", t.name))
+    } else {
+        (String::new(), String::new())
+    };
     let (mut inserts, mut updates, mut deletes) = (CopyRows::default(), CopyRows::default(), CopyRows::default());
     for (key, latest) in &rows.rows {
         match (&latest.row, latest.stored) {
@@ -314,7 +336,7 @@ fn upsert<R: SinkRow>(tx: &mut Transaction<'_>, rows: &Upserts<R>) -> Result<()>
     if deletes.rows() > 0 {
         copy(tx, &format!("unstage_{}", t.name), t.key, deletes)?;
         let matches: Vec<String> = t.key.iter().map(|k| format!("t.{k} = d.{k}")).collect();
-        tx.batch_execute(&format!("DELETE FROM {0} t USING unstage_{0} d WHERE {1} AND NOT t.is_final", t.name, matches.join(" AND ")))
+        tx.batch_execute(&format!("DELETE FROM {0} t USING unstage_{0} d WHERE {1}{open}", t.name, matches.join(" AND ")))
             .with_context(|| format!("delete from {} failed", t.name))?;
     }
     if updates.rows() > 0 {
@@ -323,11 +345,12 @@ fn upsert<R: SinkRow>(tx: &mut Transaction<'_>, rows: &Upserts<R>) -> Result<()>
         let set: Vec<String> = t.columns.iter().filter(|c| !t.key.contains(c)).map(|c| format!("{c} = EXCLUDED.{c}")).collect();
         tx.batch_execute(&format!(
             "INSERT INTO {0} ({1}) SELECT {1} FROM stage_{0}
-             ON CONFLICT ({2}) DO UPDATE SET {3}, updated_at = now() WHERE NOT {0}.is_final",
+             ON CONFLICT ({2}) DO UPDATE SET {3}, updated_at = now(){4}",
             t.name,
             columns,
             t.key.join(", "),
-            set.join(", ")
+            set.join(", "),
+            open_excluded
         ))
         .with_context(|| format!("upsert into {} failed", t.name))?;
     }

@@ -9,7 +9,7 @@
 use std::hash::Hash;
 
 use dataflows::event::{Event, EventType, Text};
-use dataflows::rows::{ConversionRow, DeadLetter, FunnelRow, ProductRow, SessionRow, TrafficRow};
+use dataflows::rows::{CohortRow, ConversionRow, DeadLetter, FunnelRow, PairRow, ProductRow, RfmRow, SessionRow, TrafficRow};
 use dataflows::time::Millis;
 
 /// A table's name, key and the columns the sink writes, in COPY order.
@@ -108,6 +108,11 @@ impl CopyRows {
             t => (t - POSTGRES_EPOCH_MS).saturating_mul(1000),
         };
         self.field(&micros.to_be_bytes())
+    }
+    /// `date`: days since 2000-01-01, of a UTC day's start.
+    pub fn date(&mut self, day_start: Millis) -> &mut Self {
+        let days = (day_start - POSTGRES_EPOCH_MS).div_euclid(86_400_000);
+        self.int4(days)
     }
     /// Cents as an exact `numeric` with two decimals.
     pub fn money(&mut self, cents: i64) -> &mut Self {
@@ -379,6 +384,90 @@ impl SinkRow for ConversionRow {
     }
     fn write_key((start, dimension, value): &Self::Key, l: &mut CopyRows) {
         l.time(*start).text(dimension).text(value);
+    }
+}
+
+impl SinkRow for CohortRow {
+    type Key = (Millis, i64);
+    const TABLE: Table = Table {
+        name: "cohort_retention",
+        key: &["cohort_date", "day_offset"],
+        columns: &["cohort_date", "day_offset", "cohort_users", "active_users", "retention", "revenue", "is_final"],
+    };
+    fn key(&self) -> Self::Key {
+        (self.cohort_date, self.day_offset)
+    }
+    fn write(&self, l: &mut CopyRows) {
+        l.date(self.cohort_date)
+            .int4(self.day_offset)
+            .int8(self.cohort_users)
+            .int8(self.active_users)
+            .ratio(self.active_users, self.cohort_users)
+            .money(self.revenue_cents)
+            .boolean(self.is_final);
+    }
+    fn write_key((cohort, offset): &Self::Key, l: &mut CopyRows) {
+        l.date(*cohort).int4(*offset);
+    }
+}
+
+impl SinkRow for RfmRow {
+    type Key = Text;
+    const TABLE: Table = Table {
+        name: "customer_rfm",
+        key: &["user_id"],
+        columns: &[
+            "user_id",
+            "as_of",
+            "last_purchase_at",
+            "recency_days",
+            "frequency",
+            "monetary",
+            "r_score",
+            "f_score",
+            "m_score",
+            "segment",
+        ],
+    };
+    fn key(&self) -> Self::Key {
+        self.user_id.clone()
+    }
+    fn write(&self, l: &mut CopyRows) {
+        l.text(&self.user_id)
+            .time(self.as_of)
+            .time(self.last_purchase_at)
+            .int4(self.recency_days)
+            .int8(self.frequency)
+            .money(self.monetary_cents)
+            .int2(i16::from(self.r_score))
+            .int2(i16::from(self.f_score))
+            .int2(i16::from(self.m_score))
+            .text(&self.segment);
+    }
+    fn write_key(user: &Self::Key, l: &mut CopyRows) {
+        l.text(user);
+    }
+}
+
+impl SinkRow for PairRow {
+    type Key = (Text, Text);
+    const TABLE: Table = Table {
+        name: "product_pairs",
+        key: &["product_id", "other_product_id"],
+        columns: &["product_id", "other_product_id", "orders_together", "confidence", "lift"],
+    };
+    fn key(&self) -> Self::Key {
+        (self.product_id.clone(), self.other_product_id.clone())
+    }
+    fn write(&self, l: &mut CopyRows) {
+        l.text(&self.product_id)
+            .text(&self.other_product_id)
+            .int8(self.orders_together)
+            .ratio(self.orders_together, self.product_orders)
+            .float8((self.orders_together * self.all_orders) as f64 / (self.product_orders * self.other_orders) as f64);
+    }
+    fn write_key((product, other): &Self::Key, l: &mut CopyRows) {
+        l.text(product).text(other);
     }
 }
 

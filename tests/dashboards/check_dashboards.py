@@ -8,20 +8,36 @@
    queries use the provisioned data source (grafana/provisioning/datasources/postgres.yml);
    the dashboard provider (grafana/provisioning/dashboards/clickflow.yml) loads the folder
    docker-compose.yml mounts, and the data source's role can read every table.
-2. Data: `clickflow produce` (seed 3, 30,000 events with duplicates, late, malformed and
-   out-of-order messages) then `clickflow process` into a fresh database cf_dashboards_<pid>
+2. Data: `clickflow produce` (seed 3, 21 days of event time at 0.04 events/s: about 68,000
+   events with duplicates, late, malformed and out-of-order messages, shoppers coming back
+   over the days) then `clickflow process` into a fresh database cf_dashboards_<pid>
    on the server of DATABASE_URL (default postgres://postgres@127.0.0.1:5432/clickflow);
    binary `<repo>/target/debug/clickflow`, overridable with CLICKFLOW_BIN.
-3. Panels: every panel query, with Grafana's PostgreSQL macros expanded as Grafana's
-   source expands them, runs as the data source's role (clickflow_reader) and must succeed
-   and return at least one row; a time-series panel must return a `time` column in
-   non-decreasing order and numeric values.
+3. Variables: the dashboard's template variables are resolved as Grafana resolves them on
+   load, in order: a `query` variable runs its query (macros expanded, earlier variables
+   substituted) as the data source's role over the dashboard's range, its values taken as
+   Grafana's SQL data sources take them (the columns __text/__value, else every value of
+   every column; unique; then the variable's regex and sort), and its current value is the
+   saved one if still among them, else the first (All, with includeAll); `custom`,
+   `constant` and `textbox` variables take their options or text. A variable whose query
+   fails or returns nothing fails, and so does every panel that uses it.
+4. Panels: every panel query, with the variables substituted as Grafana's front end does
+   (`$product`, `${product}`, `[[product]]`, `${product:format}`; a single value with its
+   quotes doubled, several as quoted literals joined by commas) and then Grafana's
+   PostgreSQL macros expanded as Grafana's source expands them, runs as the data source's
+   role (clickflow_reader) and must succeed and return at least one row; a time-series
+   panel must return a `time` column in non-decreasing order and numeric values; a
+   groupingToMatrix transformation (a table pivoted into rows × columns) must name columns
+   of the query, get each cell once, and get numeric columns in ascending order. A query
+   that uses the time range also runs over a range without data and must not fail there.
+   A query that uses a name that is no variable of the dashboard fails the structure check.
 
 Time range of a dashboard: the pipeline output has two clocks. Dashboards tagged
 `pipeline` read pipeline_progress, source_progress and dead_letters, stamped with the wall
 clock, so they run over the span of those rows' reported_at/received_at (plus a minute
-each side); every other dashboard reads event-time tables (windows, sessions, events)
-and runs over the whole hours covering the events' event_time.
+each side); every other dashboard reads event-time tables (windows, sessions, events,
+cohorts by day; customer_rfm and product_pairs are as of the latest closed day and use no
+range) and runs over the whole hours covering the events' event_time.
 
 Prints one line per check and ends with one line `dashboards: N passed, N failed`;
 exit status 1 on any failure.
@@ -52,8 +68,11 @@ DATASOURCES_YML = os.path.join(REPO, "grafana", "provisioning", "datasources", "
 PROVIDER_YML = os.path.join(REPO, "grafana", "provisioning", "dashboards", "clickflow.yml")
 COMPOSE = os.path.join(REPO, "docker-compose.yml")
 
-PRODUCE_FLAGS = ["--events", "30000", "--seed", "3", "--duplicates", "0.01", "--late", "0.002",
-                 "--malformed", "0.002", "--out-of-order", "0.05"]
+# three weeks of event time at a low rate (about 68,000 events, 5,600 shoppers): enough
+# days for cohorts with three weeks of retention, returning buyers for every RFM segment,
+# and products bought together in two orders or more (product_pairs)
+PRODUCE_FLAGS = ["--days", "21", "--events-per-second", "0.04", "--seed", "3", "--duplicates", "0.01",
+                 "--late", "0.002", "--malformed", "0.002", "--out-of-order", "0.05"]
 # Grafana's default resolution when a panel sets no maxDataPoints (about a panel's width
 # in pixels); $__interval = range / resolution, raised to the panel's min interval, rounded.
 DEFAULT_MAX_DATA_POINTS = 1000
@@ -225,6 +244,251 @@ def interpolate(sql: str, t_from: dt.datetime, t_to: dt.datetime, interval_ms: i
 
 
 # ---------------------------------------------------------------------------------------
+# Grafana: dashboard variables. The front end replaces them before the query goes to the
+# data source's back end, which then expands the macros above: templateSrv.replace with
+# the SQL data sources' interpolateVariable (public/app/features/templating/template_srv.ts,
+# public/app/features/plugins/sql/datasource/SqlDatasource.ts).
+
+# $var, [[var]], [[var:format]], ${var}, ${var.path}, ${var:format} (variables/utils.ts)
+_VARIABLE = re.compile(r"\$(\w+)|\[\[(\w+?)(?::(\w+))?\]\]|\$\{(\w+)(?:\.([^:^\}]+))?(?::([^\}]+))?\}")
+SUPPORTED_VARIABLE_TYPES = ("query", "custom", "constant", "textbox")
+
+
+class VariableError(Exception):
+    pass
+
+
+class Variable:
+    """A dashboard variable once Grafana has loaded the dashboard: its options and the
+    current value (a string, or a list of strings for multi-value and All)."""
+
+    def __init__(self, model: dict):
+        self.model = model
+        self.name = model.get("name")
+        self.multi = bool(model.get("multi"))
+        self.include_all = bool(model.get("includeAll"))
+        self.value: str | list[str] | None = None  # None: no value (see error)
+        self.raw_all = False  # the All option with a customAllValue: inserted as is
+        self.error = ""
+
+
+def variable_refs(text: str) -> list[tuple[str, str | None]]:
+    """(name, format) of every variable reference in `text`, Grafana's syntaxes."""
+    return [(m.group(1) or m.group(2) or m.group(4), m.group(3) or m.group(6))
+            for m in _VARIABLE.finditer(text)]
+
+
+def is_builtin(name: str) -> bool:
+    """Grafana's own names ($__interval, $__timeFilter(...), ...) and $1-style text that
+    is no variable: templateSrv leaves them for the data source."""
+    return name.startswith("__") or name[:1].isdigit()
+
+
+def _quote_literal(v: str) -> str:
+    return "'" + v.replace("'", "''") + "'"
+
+
+def _format_value(value: str | list[str], fmt: str, name: str) -> str:
+    """An explicit ${var:format}; the formats a SQL query would use."""
+    values = value if isinstance(value, list) else [value]
+    if fmt in ("raw", "text"):
+        return ",".join(values) if isinstance(value, list) else value
+    if fmt == "csv":
+        return ",".join(values)
+    if fmt == "pipe":
+        return "|".join(values)
+    if fmt == "sqlstring":
+        return ",".join(_quote_literal(v) for v in values)
+    if fmt == "singlequote":
+        return ",".join("'" + v.replace("'", "\\'") + "'" for v in values)
+    if fmt == "doublequote":
+        return ",".join('"' + v.replace('"', '\\"') + '"' for v in values)
+    raise VariableError(f"${{{name}:{fmt}}}: format {fmt!r} not supported by this check")
+
+
+def substitute(sql: str, variables: dict[str, Variable]) -> str:
+    """templateSrv.replace(sql, {}, SqlDatasource.interpolateVariable): a single value
+    with its quotes doubled (the query writes the quotes around it), several values (multi,
+    All) as quoted literals joined by commas; an unknown name stays as written."""
+
+    def replace(m: re.Match) -> str:
+        name = m.group(1) or m.group(2) or m.group(4)
+        fmt = m.group(3) or m.group(6)
+        var = variables.get(name)
+        if var is None:
+            return m.group(0)
+        if var.value is None:
+            raise VariableError(f"${name} has no value: {var.error}")
+        if var.raw_all:
+            return var.value if isinstance(var.value, str) else ",".join(var.value)
+        if fmt:
+            return _format_value(var.value, fmt, name)
+        if isinstance(var.value, list):
+            return ",".join(_quote_literal(v) for v in var.value)
+        if var.multi or var.include_all:
+            return _quote_literal(var.value)
+        return var.value.replace("'", "''")
+
+    return _VARIABLE.sub(replace, sql)
+
+
+def variable_query_sql(model: dict) -> str:
+    """A query variable's SQL: a string, or {"query": ...} / {"rawSql": ...}."""
+    q = model.get("query")
+    if isinstance(q, dict):
+        q = q.get("rawSql") or q.get("query")
+    return q if isinstance(q, str) else ""
+
+
+def metric_find_values(columns: list[str], rows: list[list[str | None]]) -> list[tuple[str, str]]:
+    """ResponseParser.transformMetricFindResponse: (text, value) from the columns
+    __text and __value if both are there, else every value of every column, column by
+    column; unique by text, first kept. NULLs are left out."""
+    out: list[tuple[str, str]] = []
+    if "__text" in columns and "__value" in columns:
+        ti, vi = columns.index("__text"), columns.index("__value")
+        pairs = [(r[ti], r[vi]) for r in rows]
+    else:
+        pairs = [(r[i], r[i]) for i in range(len(columns)) for r in rows]
+    seen = set()
+    for text, value in pairs:
+        if text is None or value is None or text in seen:
+            continue
+        seen.add(text)
+        out.append((text, value))
+    return out
+
+
+def _natural_key(s: str):
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t.lower()) for t in re.findall(r"\d+|\D+", s)]
+
+
+def sort_options(options: list[tuple[str, str]], sort: int) -> list[tuple[str, str]]:
+    """The variable's `sort`: 0 as the query returns them, 1/2 alphabetical, 3/4
+    numerical (by the first number in the text), 5/6 alphabetical ignoring case, 7/8
+    natural; odd ascending, even descending."""
+    if not sort:
+        return options
+    if sort in (1, 2):
+        key = lambda o: o[0]  # noqa: E731
+    elif sort in (3, 4):
+        def key(o):
+            m = re.search(r"-?\d+(\.\d+)?", o[0])
+            return float(m.group(0)) if m else float("-inf")
+    elif sort in (5, 6):
+        key = lambda o: o[0].lower()  # noqa: E731
+    else:
+        key = lambda o: _natural_key(o[0])  # noqa: E731
+    return sorted(options, key=key, reverse=sort % 2 == 0)
+
+
+def apply_regex(options: list[tuple[str, str]], regex: str) -> list[tuple[str, str]]:
+    """The variable's `regex` (/pattern/flags): options that match, the first capture
+    group (or the named groups text and value) taking the place of the value."""
+    m = re.fullmatch(r"/(.*)/([gimsuy]*)", regex, re.S)
+    pattern, flags = (m.group(1), m.group(2)) if m else (regex, "")
+    rx = re.compile(pattern, (re.I if "i" in flags else 0) | (re.M if "m" in flags else 0)
+                    | (re.S if "s" in flags else 0))
+    out = []
+    for text, value in options:
+        hit = rx.search(value)
+        if not hit:
+            continue
+        groups = hit.groupdict()
+        if groups.get("text") or groups.get("value"):
+            out.append((groups.get("text") or groups.get("value"), groups.get("value") or groups.get("text")))
+        elif hit.groups() and hit.group(1) is not None:
+            out.append((hit.group(1), hit.group(1)))
+        else:
+            out.append((text, value))
+    return out
+
+
+def choose_current(var: Variable, options: list[tuple[str, str]]) -> str:
+    """Grafana's selection once options are loaded: the saved current value if it is
+    still among the options, else the first option (All, when the variable has it).
+    Returns how the value was chosen."""
+    values = [v for _, v in options]
+    current = var.model.get("current") or {}
+    saved = current.get("value")
+    saved_list = saved if isinstance(saved, list) else ([saved] if saved not in (None, "") else [])
+    if var.include_all and (not saved_list or saved_list in (["$__all"], ["All"])):
+        custom = var.model.get("allValue")
+        if custom:
+            var.value, var.raw_all = custom, True
+        else:
+            var.value = values
+        return "All" + (" (the first option)" if not saved_list else " (saved)")
+    by_text = dict(options)
+    kept = [by_text.get(v, v) for v in saved_list if v in values or v in by_text]
+    if kept:
+        var.value = kept if var.multi else kept[0]
+        return f"{', '.join(kept)} (saved)"
+    var.value = [values[0]] if var.multi else values[0]
+    return f"{values[0]} (the first option)"
+
+
+def resolve_variables(rep: Report, url: str, dash_name: str, model: dict, rng: tuple) -> dict[str, Variable]:
+    """Every variable of the dashboard as Grafana resolves it on load, in order (a
+    variable's query may use the ones before it): query variables run their query as the
+    data source's role over the dashboard's range. One line per variable; a variable
+    without a value makes its own line fail, and every panel that uses it."""
+    t_from, t_to = rng
+    interval_ms = calculate_interval(int((t_to - t_from).total_seconds() * 1000), DEFAULT_MAX_DATA_POINTS, 0)
+    variables: dict[str, Variable] = {}
+    for vm in (model.get("templating") or {}).get("list") or []:
+        var = Variable(vm)
+        variables[var.name] = var
+        kind = vm.get("type")
+        problems = []
+        summary = ""
+        options: list[tuple[str, str]] = []
+        if kind == "query":
+            sql = ""
+            try:
+                sql = interpolate(substitute(variable_query_sql(vm), variables), t_from, t_to, interval_ms)
+                columns, rows = query(url, sql)
+            except (VariableError, MacroError) as e:
+                var.error = f"its query cannot be built: {e}"
+                problems.append(var.error)
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                var.error = "its query failed"
+                problems.append(f"query failed: {e}\n--- SQL sent ---\n{sql}")
+            else:
+                options = metric_find_values(columns, rows)
+                if vm.get("regex"):
+                    options = apply_regex(options, vm["regex"])
+                options = sort_options(options, vm.get("sort") or 0)
+                if not options:
+                    var.error = "its query returned nothing"
+                    problems.append(f"its query returned no values ({len(rows)} row(s)"
+                                    f"{', after the regex' if vm.get('regex') and rows else ''}): "
+                                    f"the panels that use ${var.name} would query for nothing\n"
+                                    f"--- SQL sent ---\n{sql}")
+        elif kind == "custom":
+            text = vm.get("query") or ""
+            options = [(o.strip(), o.strip()) for o in re.split(r"(?<!\\),", text) if o.strip()]
+            options = [(t.split(" : ", 1)[0], t.split(" : ", 1)[-1]) for t, _ in options]
+            if not options:
+                var.error = "it has no options"
+                problems.append("custom variable without options")
+        elif kind in ("constant", "textbox"):
+            var.value = str(vm.get("query") or "")
+            summary = f"{kind} {var.value!r}"
+        else:
+            var.error = f"type {kind!r} is not supported by this check"
+            problems.append(var.error)
+        if options:
+            how = choose_current(var, options)
+            shown = ", ".join(t for t, _ in options[:5]) + (", ..." if len(options) > 5 else "")
+            order = {0: "in query order"}.get(vm.get("sort") or 0, f"sort {vm.get('sort')}")
+            summary = (f"{len(options)} value{'s' if len(options) != 1 else ''} {order} ({shown}); "
+                       f"current {how}")
+        rep.result(f"{dash_name} / variable ${var.name}", problems, summary)
+    return variables
+
+
+# ---------------------------------------------------------------------------------------
 # the few YAML shapes the provisioning files use (no YAML library in the standard library)
 
 def yaml_values(text: str) -> dict[str, list[str]]:
@@ -383,6 +647,31 @@ def check_structure(rep: Report, path: str, ds: dict, seen_uids: dict) -> dict |
         problems.append("no schemaVersion")
     if model.get("id") not in (None,):
         problems.append(f"id {model.get('id')!r}: a provisioned dashboard should have id null")
+    names = []
+    templating = model.get("templating") or {}
+    for vm in (templating.get("list") if isinstance(templating, dict) else None) or []:
+        vname = vm.get("name") if isinstance(vm, dict) else None
+        if not isinstance(vname, str) or not re.fullmatch(r"\w+", vname) or is_builtin(vname):
+            problems.append(f"variable {vname!r}: not a usable name (letters, digits, _; not __...)")
+            continue
+        if vname in names:
+            problems.append(f"variable ${vname} defined twice")
+        names.append(vname)
+        kind = vm.get("type")
+        if kind not in SUPPORTED_VARIABLE_TYPES:
+            problems.append(f"variable ${vname}: type {kind!r} (this check runs {', '.join(SUPPORTED_VARIABLE_TYPES)})")
+        if kind == "query":
+            d = vm.get("datasource")
+            d_uid = d.get("uid") if isinstance(d, dict) else d
+            if d_uid != ds.get("uid"):
+                problems.append(f"variable ${vname}: datasource {d!r} is not the provisioned uid {ds.get('uid')!r}")
+            sql = variable_query_sql(vm)
+            if not sql.strip():
+                problems.append(f"variable ${vname}: no query")
+            unknown = sorted({n for n, _ in variable_refs(sql) if not is_builtin(n) and n not in names[:-1]})
+            if unknown:
+                problems.append(f"variable ${vname}: its query uses {', '.join('$' + n for n in unknown)}, "
+                                f"not a variable defined before it")
     panels = model.get("panels")
     if not isinstance(panels, list) or not panels:
         problems.append("no panels")
@@ -414,6 +703,11 @@ def check_structure(rep: Report, path: str, ds: dict, seen_uids: dict) -> dict |
         for t in targets:
             if not t.get("refId"):
                 problems.append(f"{title}: a query without refId")
+            unknown = sorted({n for n, _ in variable_refs(t.get("rawSql") or "")
+                              if not is_builtin(n) and n not in names})
+            if unknown:
+                problems.append(f"{title} [{t.get('refId')}]: uses {', '.join('$' + n for n in unknown)}, "
+                                f"not a variable of the dashboard (variables: {names})")
             if not (t.get("rawQuery") and isinstance(t.get("rawSql"), str) and t["rawSql"].strip()):
                 problems.append(f"{title} [{t.get('refId')}]: no raw SQL")
             if p.get("type") == "timeseries" and t.get("format") != "time_series":
@@ -421,7 +715,8 @@ def check_structure(rep: Report, path: str, ds: dict, seen_uids: dict) -> dict |
             queried += 1
     rep.result(f"{name}: structure", problems,
                f"uid {uid}, {len([p for p in flat_panels(panels) if p.get('type') != 'row'])} panels, "
-               f"{queried} queries, tags {model.get('tags')}")
+               f"{queried} queries, tags {model.get('tags')}"
+               + (f", variables {['$' + n for n in names]}" if names else ""))
     return None if problems else model
 
 
@@ -441,7 +736,41 @@ def is_number(v: str) -> bool:
         return v in ("NaN", "Infinity", "-Infinity")
 
 
-def run_panel(rep: Report, url: str, dash_name: str, panel: dict, rng: tuple):
+def check_matrix(options: dict, columns: list[str], rows: list[list[str | None]]) -> tuple[list[str], str]:
+    """Grafana's groupingToMatrix transformation on one query's rows: one row per value of
+    rowField, one column per value of columnField, both in order of first appearance.
+    Problems: a field that is not a column, a cell given twice (the later row wins),
+    numeric columns out of ascending order (rows ordered by something else first)."""
+    fields = {k: options.get(k) or default for k, default in
+              (("rowField", "Time"), ("columnField", "Time"), ("valueField", "Value"))}
+    missing = [f"{k} {v!r}" for k, v in fields.items() if v not in columns]
+    if missing:
+        return [f"groupingToMatrix: no column for {', '.join(missing)} (columns: {columns})"], ""
+    ri, ci = columns.index(fields["rowField"]), columns.index(fields["columnField"])
+    row_keys = list(dict.fromkeys(r[ri] for r in rows))
+    col_keys = list(dict.fromkeys(r[ci] for r in rows))
+    problems = []
+    cells = [(r[ri], r[ci]) for r in rows]
+    twice = len(cells) - len(set(cells))
+    if twice:
+        dup = next(c for i, c in enumerate(cells) if c in cells[:i])
+        problems.append(f"groupingToMatrix: {twice} cell(s) given more than once, e.g. "
+                        f"{fields['rowField']}={dup[0]!r}, {fields['columnField']}={dup[1]!r}")
+    if col_keys and all(k is not None and is_number(k) for k in col_keys):
+        nums = [float(k) for k in col_keys]
+        if nums != sorted(nums):
+            problems.append(f"groupingToMatrix: columns in the order {', '.join(col_keys[:12])}"
+                            f"{', ...' if len(col_keys) > 12 else ''}: order the rows by "
+                            f"{fields['columnField']} first")
+    shown = ", ".join(str(k) for k in col_keys[:4]) + (f" .. {col_keys[-1]}" if len(col_keys) > 4 else "")
+    empty = len(row_keys) * len(col_keys) - len(set(cells))
+    return problems, (f"matrix {len(row_keys)} {fields['rowField']} × {len(col_keys)} "
+                      f"{fields['columnField']} ({shown}), {empty} empty cell(s)")
+
+
+def run_panel(rep: Report, url: str, dash_name: str, panel: dict, rng: tuple,
+              variables: dict[str, Variable] | None = None):
+    variables = variables or {}
     t_from, t_to = rng
     title = panel.get("title")
     problems = []
@@ -453,7 +782,12 @@ def run_panel(rep: Report, url: str, dash_name: str, panel: dict, rng: tuple):
         ref = t.get("refId")
         tag = f"[{ref}] " if len(panel["targets"]) > 1 else ""
         try:
-            sql = interpolate(t["rawSql"], t_from, t_to, interval_ms)
+            raw = substitute(t["rawSql"], variables)
+        except VariableError as e:
+            problems.append(f"{tag}not run: {e}")
+            continue
+        try:
+            sql = interpolate(raw, t_from, t_to, interval_ms)
         except MacroError as e:
             problems.append(f"{tag}macro: {e}")
             continue
@@ -506,11 +840,25 @@ def run_panel(rep: Report, url: str, dash_name: str, panel: dict, rng: tuple):
             if len(first) > 110:
                 first = first[:107] + "..."
             summaries.append(f"{tag}{len(rows)} row{'s' if len(rows) != 1 else ''}{note}; first: {first}")
+        for tr in panel.get("transformations") or []:
+            if tr.get("id") == "groupingToMatrix" and not tr.get("disabled"):
+                if len(panel["targets"]) > 1:
+                    problems.append("groupingToMatrix works on a single query's frame, the panel has "
+                                    f"{len(panel['targets'])} queries")
+                    continue
+                mp, ms = check_matrix(tr.get("options") or {}, columns, rows)
+                problems += [f"{tag}{x}" for x in mp]
+                if ms:
+                    summaries.append(f"{tag}{ms}")
         # the same query over a range without data must not fail either (division by
         # zero, casts of NULL, ...): Grafana users look at empty ranges all the time
         shift = dt.timedelta(days=400)
+        shifted = interpolate(raw, t_from - shift, t_to - shift, interval_ms)
+        if shifted == sql:
+            summaries.append(f"{tag}the time range is not used")
+            continue
         try:
-            cols, empty_rows = query(url, interpolate(t["rawSql"], t_from - shift, t_to - shift, interval_ms))
+            cols, empty_rows = query(url, shifted)
             if any(v is not None for r in empty_rows for c, v in zip(cols, r) if c not in ("time", "metric")):
                 summaries.append(f"{tag}a range without data still shows {len(empty_rows)} row(s) with values")
         except (RuntimeError, subprocess.TimeoutExpired) as e:
@@ -611,9 +959,10 @@ def main(argv=None) -> int:
         for name, model in dashboards:
             clock = "wall clock" if "pipeline" in (model.get("tags") or []) else "event time"
             print(f"---- {name} ({model.get('uid')}): {clock} range")
+            variables = resolve_variables(rep, reader_url, name, model, ranges[clock])
             for panel in flat_panels(model["panels"]):
                 if panel.get("type") != "row":
-                    run_panel(rep, reader_url, name, panel, ranges[clock])
+                    run_panel(rep, reader_url, name, panel, ranges[clock], variables)
     except Exception as e:  # a broken run is a failed check, not a traceback
         rep.result("check ran to the end", [f"{type(e).__name__}: {e}"])
     finally:

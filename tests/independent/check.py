@@ -134,6 +134,16 @@ CONVERSION_COLS = {
     "window_end": "time", "sessions": "plain", "converted_sessions": "plain",
     "conversion_rate": "float", "revenue": "money", "is_final": "plain",
 }
+COHORT_COLS = {
+    "cohort_users": "plain", "active_users": "plain", "retention": "float",
+    "revenue": "money", "is_final": "plain",
+}
+RFM_COLS = {
+    "as_of": "time", "last_purchase_at": "time", "recency_days": "plain",
+    "frequency": "plain", "monetary": "money", "r_score": "plain", "f_score": "plain",
+    "m_score": "plain", "segment": "plain",
+}
+PAIRS_COLS = {"orders_together": "plain", "confidence": "float", "lift": "float"}
 EVENT_COLS = {c: "plain" for c in reference.EVENT_COLUMNS}
 EVENT_COLS.update(event_time="time", price="money")
 
@@ -186,6 +196,24 @@ def read_tables(url: str) -> dict:
     t["conversion"] = {(r.pop("window_start"), r.pop("dimension"), r.pop("value")): r
                        for r in rows}
 
+    # cohort_date as epoch ms of the UTC day's start (exact: days since 1970 x 86 400 000)
+    rows = query_rows(url, """
+        SELECT (cohort_date - DATE '1970-01-01')::bigint * 86400000 AS cohort_date,
+               day_offset, cohort_users, active_users, retention,
+               revenue::text AS revenue, is_final FROM cohort_retention""")
+    t["cohort_retention"] = {(r.pop("cohort_date"), r.pop("day_offset")): r for r in rows}
+
+    rows = query_rows(url, f"""
+        SELECT user_id, {ms('as_of')}, {ms('last_purchase_at')}, recency_days, frequency,
+               monetary::text AS monetary, r_score, f_score, m_score, segment
+        FROM customer_rfm""")
+    t["customer_rfm"] = {r.pop("user_id"): r for r in rows}
+
+    rows = query_rows(url, """
+        SELECT product_id, other_product_id, orders_together, confidence, lift
+        FROM product_pairs""")
+    t["product_pairs"] = {(r.pop("product_id"), r.pop("other_product_id")): r for r in rows}
+
     t["dead_letters"] = query_rows(url, "SELECT source, reason, payload FROM dead_letters")
     prog = query_rows(url, f"""
         SELECT id, input_events, late_events, duplicate_events, dead_letters,
@@ -231,6 +259,15 @@ def replay_and_compare(rep: Report, binary: str, base_url: str, db: str, path: s
                    f"{len(got['funnel'])} rows")
         rep.result("conversion" + suffix, compare("conversion", ref["conversion"], got["conversion"],
                                          CONVERSION_COLS), f"{len(got['conversion'])} rows")
+        rep.result("cohort_retention" + suffix, compare("cohort_retention", ref["cohort_retention"],
+                                               got["cohort_retention"], COHORT_COLS),
+                   f"{len(got['cohort_retention'])} rows")
+        rep.result("customer_rfm" + suffix, compare("customer_rfm", ref["customer_rfm"],
+                                           got["customer_rfm"], RFM_COLS),
+                   f"{len(got['customer_rfm'])} rows")
+        rep.result("product_pairs" + suffix, compare("product_pairs", ref["product_pairs"],
+                                            got["product_pairs"], PAIRS_COLS),
+                   f"{len(got['product_pairs'])} rows")
 
         # dead letters: line number from the end of `source`, and reason
         problems = []
@@ -335,6 +372,23 @@ def main(argv=None) -> int:
         problems.append(f"dead letters by reason: generator meant {want_bad}, reference {got_bad}")
     if ref["duplicates"] != expect["duplicates"]:
         problems.append(f"duplicates: generator meant {expect['duplicates']}, reference {ref['duplicates']}")
+    # product_pairs (generate.pair_buyers): the hub keeps 10 of its 14 partners, the cut
+    # inside the tie at 2; a product twice in an order and orders without order_id count once
+    pp = ref["product_pairs"]
+    hub_kept = sorted(o for p, o in pp if p == "P20020")
+    want_kept = sorted(["P20013", "P20014"] + [f"P{20000 + i:05d}" for i in range(1, 9)])
+    if hub_kept != want_kept:
+        problems.append(f"product_pairs: P20020 keeps {hub_kept}, generator meant {want_kept}")
+    for key, want in [(("P20013", "P20020"), 4), (("P20014", "P20020"), 3),
+                      (("P20008", "P20020"), 2), (("P20009", "P20020"), 2),
+                      (("P20031", "P20033"), 2), (("P20033", "P20031"), 2),
+                      (("P20020", "P20009"), None), (("P20031", "P20032"), None),
+                      (("P20013", "P20014"), None), (("P20040", "P20020"), None)]:
+        got_n = pp[key]["orders_together"] if key in pp else None
+        if got_n != want:
+            problems.append(f"product_pairs {key}: orders_together {got_n}, generator meant {want}")
+    if ("P20031", "P20033") in pp and pp[("P20031", "P20033")]["confidence"] != 2 / 3:
+        problems.append("product_pairs: P20031 is not held by 3 orders")
     rep.result("generator intent (data set self-check)", problems)
 
     # Each data set twice: in the default epochs (one or two for this size) and in epochs

@@ -6,7 +6,12 @@
 Writes a JSON Lines data set following docs/contract.md §1, generated without
 `clickflow produce`: ~40 simulated shoppers over ~6 hours of event time from
 2026-11-01T00:00:00Z, plus scripted users and lines for the edge cases (see EDGE_CASES).
-The same seed gives the same bytes.
+The same seed gives the same bytes. Later UTC days (cohorts) are
+appended after the first day's lines, drawn from a random stream of their own, so that
+the first day's lines are the same as without them; so are the purchases added for
+customer_rfm (rfm_buyers), after the later days' lines, and those added for
+product_pairs (pair_buyers), after them; the pairs' lines always end in "\n" and draw
+nothing, so every earlier line keeps its line end too.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ HOUR = 60 * MINUTE
 GAP = 30 * MINUTE  # session gap
 DELAY = 60_000  # watermark delay
 SPAN = 6 * HOUR
+DAY = 24 * HOUR
+MIDNIGHT = T0 + DAY  # 2026-11-02T00:00:00Z: the end of the first day
 
 EDGE_CASES = """\
 - first line: an event before 1970 (negative epoch ms, windows aligned by floor), the
@@ -58,6 +65,24 @@ EDGE_CASES = """\
 - bad lines of every dead-letter kind: invalid_json, missing_field, invalid_field,
   unknown_event_type, oversized, future_event_time
 - "\\n" line ends with a few "\\r\\n" ones
+- cohorts (contract §7): after the first ~6 hours, some shoppers and edge users come
+  back on one or two later UTC days (2026-11-02 and -03), new users are first seen on
+  the second day (some back on the third); events at midnight - 1 ms and exactly at midnight; a user first seen
+  just after midnight whose earlier event (before midnight) arrives out of order within
+  the delay, so that the cohort moves to the earlier, still open day (once leaving
+  another user in the later cohort, once leaving it empty: its row is deleted), with
+  over 97 messages between first sight and the move; every event of the later days is
+  delivered after all the first day's lines and never late
+- customer_rfm (contract §7): new users on days 2 and 3 with two purchases without
+  order_id (field absent, field null: two orders) beside a two-line order, and two users
+  tied in monetary with different frequency and recency (see rfm_buyers)
+- product_pairs (contract §7): a product with 14 partners in at least 2 orders (4, 3 and
+  twelve tied at 2: the top-10 cut falls inside the tie, decided by other_product_id,
+  the partners bought in descending id order), partner pairs in only one order (left
+  out, as is the cut partners' pair from the hub's side while the hub stays in theirs), a
+  product twice in one order (counts once, in orders_together and in the orders holding
+  it), and purchases without order_id ("" and null: one order each, not merged) whose
+  products are together in one order only (see pair_buyers)
 """
 
 CATEGORIES = ["books", "electronics", "garden", "toys", "fashion"]
@@ -97,6 +122,8 @@ class Gen:
         self.rng = random.Random(seed)
         self.items: list[tuple[int, int, bytes]] = []  # (delivery key ms, seq, line)
         self.seq = 0
+        self.plain_end: set[int] = set()  # seqs of lines that always end in "\n"
+        self.times: dict[int, int] = {}  # seq -> event_time of the lines emit() delivered
         self.expect = {"late": 0, "duplicates": 0}
         self.products = [
             (f"P{i:05d}", CATEGORIES[i % len(CATEGORIES)], PRICE_CENTS[i % len(PRICE_CENTS)])
@@ -234,6 +261,7 @@ class Gen:
 
     def emit(self, ev: dict, key: int | None = None, **line_kw):
         self.deliver(ev["event_time"] if key is None else key, self.line(ev, **line_kw))
+        self.times[self.seq] = ev["event_time"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -533,6 +561,235 @@ def special_deliveries(g: Gen):
     g.emit(e)
 
 
+def later_days(g: Gen, seed: int):
+    """Cohorts (contract §7): activity on later UTC days. Drawn from a random stream of its
+    own (the first day's lines stay as they were) and delivered with keys from 23:57 on
+    the first day, after every first-day line (whose keys end before T0 + 7 h), so no
+    existing event becomes late and no expectation changes. Every event here is
+    delivered at its event_time or less than DELAY after it (keys are never before the
+    event time), so none is late: the largest accepted time is at most its key."""
+    saved, g.rng = g.rng, random.Random(f"later-days-{seed}")
+    rng = g.rng
+    try:
+        assert all(key < MIDNIGHT - 10 * MINUTE for key, _, _ in g.items)
+        M = MIDNIGHT
+        # around midnight: the boundary belongs to the later day
+        for ev in [
+            base(g, "edge-midnight", M - 3 * MINUTE, page="/late-evening"),
+            base(g, "edge-midnight", M - 1, "product_view", "/product/P00008",
+                 product_id="P00008", category="toys"),  # day 1 (cohort 2026-11-01)
+            base(g, "edge-midnight", M, "add_to_cart", "/product/P00008",
+                 product_id="P00008", category="toys", price=2999, quantity=2),  # day 2
+            base(g, "edge-midnight", M + 2_000, "purchase", "/done", product_id="P00008",
+                 category="toys", price=2999, quantity=2, order_id="o-midnight"),
+            base(g, "edge-new-at-midnight", M, page="/first-at-midnight"),  # cohort day 2
+        ]:
+            g.emit(ev)
+        # cohort move: first seen at M + 20 s and M + 40 s (a purchase on day 2); the
+        # event of M - 15 s arrives at key M + 44 s, after a burst of 120 events of
+        # another user (so that an epoch of 97 messages ends in between and the old
+        # cohort's row is written before the move), when W <= M - 16 s: on time, and day
+        # 1 is still open, so the cohort moves to 2026-11-01. The other user, first seen
+        # at M + 10 s, keeps the 2026-11-02 cohort's row (updated, not deleted).
+        g.emit(base(g, "edge-cohort-stay", M + 10_000, page="/stay"))
+        g.emit(base(g, "edge-cohort-move", M + 20_000, "product_view", "/product/P00009",
+                    product_id="P00009", category="garden"))
+        g.emit(base(g, "edge-cohort-move", M + 40_000, "purchase", "/done",
+                    product_id="P00009", category="garden", price=4500, quantity=1,
+                    order_id="o-move"))
+        for i in range(120):
+            g.emit(base(g, "edge-cohort-stay", M + 40_001 + i * 30, page=f"/burst/{i}"))
+        g.emit(base(g, "edge-cohort-move", M - 15_000, page="/before-midnight",
+                    referrer="social"), key=M + 44_000)
+        # the same at the next midnight, but the mover is alone in its first cohort
+        # (2026-11-03) when it moves to 2026-11-02: that row is deleted. The burst is a
+        # day-1 user's.
+        M2 = M + DAY
+        g.emit(base(g, "edge-cohort-move2", M2 + 5_000, page="/move2-first-seen"))
+        g.emit(base(g, "edge-cohort-move2", M2 + 30_000, "purchase", "/done", price=249,
+                    quantity=3, order_id="o-move2"))
+        for i in range(120):
+            g.emit(base(g, "edge-midnight", M2 + 30_001 + i * 30, page=f"/burst2/{i}"))
+        g.emit(base(g, "edge-cohort-move2", M2 - 20_000, page="/move2-before-midnight"),
+               key=M2 + 35_000)
+        # the other scripted users of day 1 come back on day 2 (and some on day 3)
+        for user, day, hour, etype, kw in [
+            ("edge-buy", 1, 9, "purchase", dict(price=1999, quantity=2, order_id="o-day2")),
+            ("edge-window", 1, 13, "page_view", {}),
+            ("edge-window", 2, 8, "purchase", dict(price=10000, quantity=1, order_id="o-day3")),
+            ("edge-gap", 2, 23, "page_view", {}),
+            ("edge-cohort-move", 2, 10, "purchase", dict(price=75, quantity=4, order_id="o-m3")),
+            ("edge-new-at-midnight", 2, 12, "page_view", {}),
+        ]:
+            t = T0 + day * DAY + hour * HOUR + rng.randrange(0, 30 * MINUTE)
+            page = "/done" if etype == "purchase" else "/back"
+            g.emit(base(g, user, t, page=page, device="mobile"))
+            g.emit(base(g, user, t + 1_000, etype, page, **kw))
+        # simulated shoppers: some return on day 2, some on day 3, some on both; and new
+        # users first seen on day 2, some of them back on day 3. No user is first seen on
+        # day 3 (edge-cohort-move2 only was, for a while): its row must end up deleted.
+        returning = [(f"user-{u:03d}" if u % 7 else f"usér-{u:03d}-Zürich")
+                     for u in rng.sample(range(1, 41), 12)]
+        plan = [(u, days) for u, days in zip(returning, [(1,), (1,), (1,), (1,), (2,), (2,),
+                                                           (2,), (1, 2), (1, 2), (1, 2), (1,), (2,)])]
+        plan += [(f"new-day2-{i}", (1, 2) if i % 2 else (1,)) for i in range(5)]
+        events = []
+        for user, days in plan:
+            home = {
+                "device": rng.choice(DEVICES),
+                "country": rng.choice(COUNTRIES),
+                "ip": rng.choice(IPS),
+                "user_agent": rng.choice(USER_AGENTS),
+            }
+            for day in days:
+                # from 01:00-18:00: up to two sessions (at most ~1.6 h each, 30-90 min
+                # apart) stay inside the day
+                t = T0 + day * DAY + HOUR + rng.randrange(0, 17 * HOUR)
+                for _ in range(rng.choice([1, 1, 2])):
+                    t = session(g, user, home, t, events) + GAP + rng.randrange(1, HOUR)
+        for ev in events:
+            assert MIDNIGHT + HOUR <= ev["event_time"] < T0 + 3 * DAY - HOUR
+            t = ev["event_time"]
+            if rng.random() < 0.06:  # out of order, within the delay: never late
+                g.emit(ev, key=t + rng.randrange(1, DELAY))
+            else:
+                g.emit(ev)
+    finally:
+        g.rng = saved
+
+
+def rfm_buyers(g: Gen, seed: int):
+    """customer_rfm (contract §7): purchases the rest of the data set lacks. Every other
+    purchase without an order id is edge-buy's one with an empty id, so here a user has
+    two purchases without order_id (one with the field absent, one null: two orders, not
+    one) beside a multi-line order, and two users tie in monetary (51.00) with different
+    frequency and recency. The users are new, first seen on day 2 (2026-11-02; none on
+    day 3, which must stay without a cohort), between 03:00 and 06:00, away from both
+    midnights. Drawn from a random stream of its own, after later_days, and delivered
+    like its events: at the event time or less than DELAY after it, so none is late and
+    no expectation changes."""
+    saved, g.rng = g.rng, random.Random(f"rfm-buyers-{seed}")
+    rng = g.rng
+    try:
+        D2, D3 = T0 + DAY, T0 + 2 * DAY
+        t = D2 + 3 * HOUR + rng.randrange(0, 10 * MINUTE)
+        g.emit(base(g, "edge-rfm-loose", t, page="/rfm"))
+        # two purchases without order_id: each an order of its own
+        g.emit(base(g, "edge-rfm-loose", t + 5_000, "purchase", "/done", price=1999,
+                    quantity=2), drop=("order_id",))
+        g.emit(base(g, "edge-rfm-loose", t + 9_000, "purchase", "/done", price=500,
+                    quantity=1, product_id="P00010", category="books"), nulls=("order_id",))
+        # one order of two lines, the second delivered 30 s late (within the delay)
+        g.emit(base(g, "edge-rfm-loose", t + 60_000, "purchase", "/done", price=249,
+                    quantity=4, product_id="P00006", category="books", order_id="o-rfm"))
+        g.emit(base(g, "edge-rfm-loose", t + 60_001, "purchase", "/done", price=12345,
+                    quantity=1, product_id="P00009", category="garden", order_id="o-rfm"),
+               key=t + 90_001)
+        # ties in monetary: 30.00 + 21.00 in one order on day 2 against 25.50 on day 2 and
+        # 25.50 on day 3 in two orders
+        t = D2 + 5 * HOUR + rng.randrange(0, 10 * MINUTE)
+        g.emit(base(g, "edge-rfm-tie-a", t, "purchase", "/done", price=1000, quantity=3,
+                    order_id="o-tie-a"))
+        g.emit(base(g, "edge-rfm-tie-a", t + 2_000, "purchase", "/done", price=1050,
+                    quantity=2, product_id="P00002", category="electronics",
+                    order_id="o-tie-a"))
+        t = D2 + 4 * HOUR + rng.randrange(0, 10 * MINUTE)
+        g.emit(base(g, "edge-rfm-tie-b", t, "purchase", "/done", price=2550, quantity=1,
+                    order_id="o-tie-b1"))
+        t = D3 + 4 * HOUR + rng.randrange(0, 10 * MINUTE)
+        g.emit(base(g, "edge-rfm-tie-b", t, "purchase", "/done", price=2550, quantity=1,
+                    order_id="o-tie-b2"))
+    finally:
+        g.rng = saved
+
+
+def pair_buyers(g: Gen, seed: int):
+    """product_pairs (contract §7): orders the rest of the data set lacks, of products
+    nothing else buys (P20xxx). The hub P20020 is bought with P20013 in 4 orders (one
+    also holding P20014: P20013-P20014 is in one order only), with P20014 in 3, and with
+    each of P20001..P20012 in 2: two of them in each order, the partner pairs never
+    repeated (in one order only: no row). Of the hub's 14 qualifying partners it keeps
+    P20013, P20014 and P20001..P20008; P20009..P20012 tie with P20008 at 2 and are cut
+    by other_product_id, though bought first (descending ids), while each of them still
+    lists the hub. P20031 is twice in an order with P20032 and twice in one with P20033,
+    once more with P20033: P20031-P20033 is in 2 orders (3 or 4 lines), P20031-P20032 in
+    one (2 lines: no row), P20031 in 3 orders (5 lines). The hub alone with order_id ""
+    and P20040 alone with a null order_id are two orders (an order of its own each, in
+    the orders holding their product and in all orders), and the two are together in
+    one order only: no row, unless they were merged. The users are new, first seen on
+    day 2 (2026-11-02; none on day 3) from about 06:30, away from the midnights and the
+    other scripted lines. Drawn from a random stream of its own, after rfm_buyers; each
+    line is delivered right after an existing one, never later than W allows and never
+    past the largest event time so far (see anchors): none is late, no expectation and
+    no existing line's distance to W changes. The lines end in "\n" without drawing, so
+    that earlier lines keep theirs."""
+    saved, g.rng = g.rng, random.Random(f"pair-buyers-{seed}")
+    rng = g.rng
+    first_seq = g.seq
+    try:
+        hub = "P20020"
+        tied = [f"P{20000 + i:05d}" for i in range(1, 13)]  # P20001..P20012
+        orders: list[tuple[str, list[str]]] = []  # (order_id or "" / None, product ids)
+        # every tied partner twice with the hub, never twice with the same partner;
+        # descending ids, so that the first bought are the ones cut
+        for a, b in [(12, 1), (11, 10), (9, 8), (7, 6), (5, 4), (3, 2),
+                     (12, 11), (10, 9), (8, 7), (6, 5), (4, 3), (2, 1)]:
+            orders.append((f"o-pair-t{a}-{b}", [tied[a - 1], hub, tied[b - 1]]))
+        orders += [(f"o-pair-a{i}", [hub, "P20013"]) for i in range(3)]
+        orders.append(("o-pair-ab", ["P20014", hub, "P20013"]))
+        orders += [(f"o-pair-b{i}", [hub, "P20014"]) for i in range(2)]
+        # a product twice in one order
+        orders += [("o-pair-d1", ["P20031", "P20032", "P20031"]),
+                   ("o-pair-d2", ["P20033", "P20031"]),
+                   ("o-pair-d3", ["P20031", "P20033", "P20031"])]
+        # without order_id: two orders of one product each; together once in an order
+        orders += [("", [hub]), (None, ["P20040"]), ("o-pair-hb", [hub, "P20040"])]
+        users = [f"edge-pairs-{c}" for c in "abcd"]
+        # Anchors: existing lines of day 2 from 06:30 on, in delivery order, each with
+        # the largest event time delivered up to it (m). Every line here is delivered
+        # right after an anchor's line (same key, later seq) with an event time in
+        # (m - 60 s, m]: never late (W = m - 60 s), and it never raises the largest
+        # event time, so every later line meets the same W as without these lines.
+        start = T0 + DAY + 6 * HOUR + 30 * MINUTE + rng.randrange(0, 5 * MINUTE)
+        anchors, m = [], None
+        items = sorted(g.items)
+        for n, (key, seq, _) in enumerate(items):
+            if key >= MIDNIGHT:
+                assert seq in g.times, "a day-2 line without a known event time"
+            if seq in g.times:
+                m = g.times[seq] if m is None else max(m, g.times[seq])
+            last_of_key = n + 1 == len(items) or items[n + 1][0] != key
+            if (key >= start and last_of_key
+                    and (not anchors or m >= anchors[-1][1] + 60_000)):
+                anchors.append((key, m))
+        # the lines of one anchor: its key, event times m - 10 s + i s (at most m)
+        groups = [[base(g, user, 0, page="/pairs") for user in users]]
+        for n, (order_id, products) in enumerate(orders):
+            user = users[n % len(users)]
+            group = []
+            for pid in products:
+                kw = {} if order_id is None else {"order_id": order_id}
+                group.append(base(g, user, 0, "purchase", "/done", product_id=pid,
+                                  category=CATEGORIES[int(pid[1:]) % len(CATEGORIES)],
+                                  price=rng.choice(PRICE_CENTS),
+                                  quantity=rng.choice([1, 1, 2, 3]), **kw))
+            groups.append(group)
+        assert len(anchors) > len(groups) and anchors[len(groups)][0] < T0 + DAY + 12 * HOUR
+        for (key, m), group in zip(anchors, groups):
+            for i, ev in enumerate(group):
+                ev["event_time"] = m - 10_000 + i * 1_000
+            if group[0].get("order_id") == "o-pair-d3":
+                group = group[::-1]  # delivered out of order (same key), never late
+            for ev in group:
+                if ev["event_type"] == "purchase" and ev["order_id"] is None:
+                    g.emit(ev, key=key, nulls=("order_id",))
+                else:
+                    g.emit(ev, key=key)
+    finally:
+        g.rng = saved
+        g.plain_end.update(range(first_seq + 1, g.seq + 1))
+
+
 def sized(line: bytes, size: int) -> bytes:
     """Pad the run of 1000 'A's in a line so that the line is exactly `size` bytes."""
     assert line.count(b"A" * 1000) == 1
@@ -668,8 +925,12 @@ def generate(seed: int = 1) -> tuple[bytes, dict]:
     bad = bad_lines(g)
     for _, ln in bad:
         g.deliver(T0 + rng.randrange(0, SPAN), ln)
+    later_days(g, seed)
+    rfm_buyers(g, seed)
+    pair_buyers(g, seed)
     g.items.sort(key=lambda it: (it[0], it[1]))
     lines = [it[2] for it in g.items]
+    plain_end = [it[1] in g.plain_end for it in g.items]
     # the very first lines: an event before 1970, then a valid year-0001 event (late)
     pre = base(g, "edge-epoch", -29_500, page="/before-1970")
     pre["plain_time"] = True
@@ -678,11 +939,12 @@ def generate(seed: int = 1) -> tuple[bytes, dict]:
     ln = g.line(ancient, shuffle=False, extra={},
                 override={"event_time": '"0001-01-01T00:00:00Z"'})
     lines.insert(1, ln)
+    plain_end[0:0] = [False, False]
     g.expect["late"] += 1
     # line ends: "\n", with some "\r\n"
     out = bytearray()
     for i, ln in enumerate(lines):
-        crlf = (ln.startswith(b"{") and ln.endswith(b"}") and len(ln) < 60_000
+        crlf = (not plain_end[i] and ln.startswith(b"{") and ln.endswith(b"}") and len(ln) < 60_000
                 and (i == 2 or rng.random() < 0.01))
         last = i == len(lines) - 1
         # odd seeds: the last line has no line end

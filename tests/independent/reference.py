@@ -1,4 +1,4 @@
-"""Independent batch reference for clickflow (docs/contract.md §1-§4 plus the README's
+"""Independent batch reference for clickflow (docs/contract.md §1-§4 and §7 plus the README's
 "Choices where the contract is silent").
 
 Written from the contract only, not from clickflow's sources. Everything is computed as
@@ -21,6 +21,9 @@ from decimal import Decimal, InvalidOperation
 
 MAX_MESSAGE_BYTES = 64 * 1024
 FUTURE_TOLERANCE_MS = 15 * 60 * 1000
+DAY_MS = 86_400_000  # cohort_retention, customer_rfm: UTC calendar days of event time
+PAIRS_MIN_ORDERS = 2  # product_pairs: pairs in at least 2 orders
+PAIRS_PER_PRODUCT = 10  # product_pairs: the 10 best for each product_id
 
 EVENT_TYPES = (
     "page_view",
@@ -460,6 +463,40 @@ def compute(
         for key, c in conv_acc.items()
     }
 
+    # ---- cohort_retention (contract §7) ----------------------------------------------------
+    # A user's cohort is the UTC day of their first accepted event; a row per cohort and
+    # day on which at least one of its users has an accepted event. Keyed by
+    # (cohort_date as epoch ms of the day's start, day_offset).
+    cohort_of: dict[str, int] = {}
+    for ev in accepted:
+        day = _floor(ev["event_time"], DAY_MS)
+        if ev["user_id"] not in cohort_of or day < cohort_of[ev["user_id"]]:
+            cohort_of[ev["user_id"]] = day
+    cohort_size: dict[int, int] = defaultdict(int)
+    for day in cohort_of.values():
+        cohort_size[day] += 1
+    cohort_active: dict[tuple, set] = defaultdict(set)
+    cohort_revenue: dict[tuple, Decimal] = defaultdict(lambda: Decimal("0.00"))
+    for ev in accepted:
+        cohort = cohort_of[ev["user_id"]]
+        key = (cohort, (_floor(ev["event_time"], DAY_MS) - cohort) // DAY_MS)
+        cohort_active[key].add(ev["user_id"])
+        if ev["event_type"] == "purchase":
+            cohort_revenue[key] += ev["price"] * ev["quantity"]
+    cohort_retention = {
+        key: {
+            "cohort_users": cohort_size[key[0]],
+            "active_users": len(users),
+            "retention": len(users) / cohort_size[key[0]],
+            "revenue": cohort_revenue[key],
+            "is_final": True,
+        }
+        for key, users in cohort_active.items()
+    }
+
+    customer_rfm = _customer_rfm(accepted)
+    product_pairs = _product_pairs(accepted)
+
     return {
         "input_events": len(lines),
         "events_raw": events_raw,
@@ -468,11 +505,141 @@ def compute(
         "product_stats": product_stats,
         "funnel": funnel,
         "conversion": conversion,
+        "cohort_retention": cohort_retention,
+        "customer_rfm": customer_rfm,
+        "product_pairs": product_pairs,
         "dead_letters": dead_letters,
         "duplicates": duplicates,
         "late": late,
         "max_event_time": max_time,
     }
+
+
+# ---- customer_rfm (contract §7) ---------------------------------------------------------
+
+def rfm_segment(r: int, f: int) -> str:
+    """Contract §7: the segment of an (r_score, f_score) pair; every pair has exactly one."""
+    if r == 5 and f >= 4:
+        return "Champions"
+    if r in (3, 4) and f >= 4:
+        return "Loyal Customers"
+    if r in (4, 5) and f in (2, 3):
+        return "Potential Loyalist"
+    if r == 5 and f == 1:
+        return "New Customers"
+    if r == 4 and f == 1:
+        return "Promising"
+    if r == 3 and f == 3:
+        return "Need Attention"
+    if r == 3 and f in (1, 2):
+        return "About to Sleep"
+    if r in (1, 2) and f == 5:
+        return "Can't Lose Them"
+    if r in (1, 2) and f in (3, 4):
+        return "At Risk"
+    if r == 1 and f == 1:
+        return "Lost"
+    assert r in (1, 2) and f in (1, 2), (r, f)
+    return "Hibernating"
+
+
+def _rank_scores(values: dict, worse) -> dict:
+    """user -> 1 + floor(5 x (users with a strictly worse value) / n); `worse(a, b)` is
+    true when a is strictly worse than b. Quadratic on purpose: the contract's words, not
+    a sort."""
+    n = len(values)
+    return {u: 1 + (5 * sum(1 for w in values.values() if worse(w, v))) // n
+            for u, v in values.items()}
+
+
+def _customer_rfm(accepted: list[dict]) -> dict:
+    """Keyed by user_id. At the end of a bounded input, as_of is the end of the latest
+    UTC day holding an accepted event, so every accepted purchase is before it. An order
+    is a distinct order_id among the user's purchases; a purchase without one (null,
+    absent, or empty: stored as NULL) is an order of its own. Times in epoch ms."""
+    if not accepted:
+        return {}
+    as_of = _floor(max(ev["event_time"] for ev in accepted), DAY_MS) + DAY_MS
+    last: dict[str, int] = {}
+    order_ids: dict[str, set] = defaultdict(set)
+    loose: dict[str, int] = defaultdict(int)  # purchases without an order_id
+    revenue: dict[str, Decimal] = defaultdict(lambda: Decimal("0.00"))
+    for ev in accepted:
+        if ev["event_type"] != "purchase":
+            continue
+        assert ev["event_time"] < as_of
+        u = ev["user_id"]
+        last[u] = max(last.get(u, ev["event_time"]), ev["event_time"])
+        if ev["order_id"] is None:
+            loose[u] += 1
+        else:
+            order_ids[u].add(ev["order_id"])
+        revenue[u] += ev["price"] * ev["quantity"]
+    recency = {u: (as_of - t) // DAY_MS for u, t in last.items()}
+    frequency = {u: len(order_ids[u]) + loose[u] for u in last}
+    monetary = {u: revenue[u] for u in last}
+    r = _rank_scores(recency, lambda a, b: a > b)
+    f = _rank_scores(frequency, lambda a, b: a < b)
+    m = _rank_scores(monetary, lambda a, b: a < b)
+    return {
+        u: {
+            "as_of": as_of,
+            "last_purchase_at": last[u],
+            "recency_days": recency[u],
+            "frequency": frequency[u],
+            "monetary": monetary[u],
+            "r_score": r[u],
+            "f_score": f[u],
+            "m_score": m[u],
+            "segment": rfm_segment(r[u], f[u]),
+        }
+        for u in last
+    }
+
+
+# ---- product_pairs (contract §7) --------------------------------------------------------
+
+def _product_pairs(accepted: list[dict]) -> dict:
+    """Keyed by (product_id, other_product_id). An order is a distinct order_id among
+    all purchase events (whoever made them); a purchase without one (null, absent, or
+    empty: stored as NULL) is an order of its own. An order holds a product if any of its
+    lines has that product_id: a product on several lines of one order counts once. At
+    the end of a bounded input as_of is the end of the latest UTC day holding an
+    accepted event, so every accepted purchase is in an order before it."""
+    if not accepted:
+        return {}
+    as_of = _floor(max(ev["event_time"] for ev in accepted), DAY_MS) + DAY_MS
+    orders: dict[tuple, set] = defaultdict(set)  # order -> the products it holds
+    for ev in accepted:
+        if ev["event_type"] != "purchase":
+            continue
+        assert ev["event_time"] < as_of
+        key = ("id", ev["order_id"]) if ev["order_id"] is not None else ("own", ev["event_id"])
+        orders[key].add(ev["product_id"])
+    all_orders = len(orders)
+    holding: dict[str, int] = defaultdict(int)  # product -> orders holding it
+    together: dict[tuple, int] = defaultdict(int)  # (product, other) -> orders holding both
+    for products in orders.values():
+        for p in products:
+            holding[p] += 1
+            for other in products:
+                if other != p:
+                    together[(p, other)] += 1
+    partners: dict[str, list] = defaultdict(list)
+    for (p, other), n in together.items():
+        if n >= PAIRS_MIN_ORDERS:
+            partners[p].append((other, n))
+    out = {}
+    for p, lst in partners.items():
+        # orders_together descending, then other_product_id (code point order)
+        lst.sort(key=lambda on: (-on[1], on[0]))
+        for other, n in lst[:PAIRS_PER_PRODUCT]:
+            out[(p, other)] = {
+                "orders_together": n,
+                "confidence": n / holding[p],
+                "lift": n * all_orders / (holding[p] * holding[other]),
+            }
+    return out
 
 
 def _session_row(user: str, evs: list[dict]) -> dict:

@@ -89,7 +89,7 @@ pub fn clickflow(args: &[&str]) -> String {
 /// derived ones; see [`derived_column_breaches`]), times as epoch milliseconds.
 pub fn actual_tables(client: &mut Client) -> BTreeMap<&'static str, Vec<String>> {
     let ms = |c: &str| format!("(extract(epoch from {c}) * 1000)::bigint");
-    let queries: [(&str, String); 6] = [
+    let queries: [(&str, String); 9] = [
         ("events_raw", format!(
             "SELECT concat_ws('|', event_id, {}, event_type, user_id, page, coalesce(product_id, '-'), coalesce(category, '-'),
                     coalesce(price::text, '-'), coalesce(quantity::text, '-'), coalesce(order_id, '-'), device, country, referrer, user_agent, ip)
@@ -112,6 +112,13 @@ pub fn actual_tables(client: &mut Client) -> BTreeMap<&'static str, Vec<String>>
         ("conversion", format!(
             "SELECT concat_ws('|', {}, dimension, value, {}, sessions, converted_sessions, revenue, is_final)
              FROM conversion", ms("window_start"), ms("window_end"))),
+        ("cohort_retention", format!(
+            "SELECT concat_ws('|', {}, day_offset, cohort_users, active_users, revenue, is_final)
+             FROM cohort_retention", ms("cohort_date::timestamp AT TIME ZONE 'UTC'"))),
+        ("customer_rfm", format!(
+            "SELECT concat_ws('|', user_id, {}, {}, recency_days, frequency, monetary, r_score, f_score, m_score, segment)
+             FROM customer_rfm", ms("as_of"), ms("last_purchase_at"))),
+        ("product_pairs", "SELECT concat_ws('|', product_id, other_product_id, orders_together, confidence, lift) FROM product_pairs".to_owned()),
     ];
     queries
         .into_iter()
@@ -276,6 +283,55 @@ pub fn expected_tables(t: &Tables) -> BTreeMap<&'static str, Vec<String>> {
             })
             .collect(),
     );
+    out.insert(
+        "cohort_retention",
+        t.cohorts
+            .values()
+            .map(|r| {
+                format!(
+                    "{}|{}|{}|{}|{}|{}",
+                    r.cohort_date,
+                    r.day_offset,
+                    r.cohort_users,
+                    r.active_users,
+                    money(r.revenue_cents),
+                    flag(r.is_final)
+                )
+            })
+            .collect(),
+    );
+    out.insert(
+        "customer_rfm",
+        t.rfm
+            .values()
+            .map(|r| {
+                format!(
+                    "{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
+                    r.user_id,
+                    r.as_of,
+                    r.last_purchase_at,
+                    r.recency_days,
+                    r.frequency,
+                    money(r.monetary_cents),
+                    r.r_score,
+                    r.f_score,
+                    r.m_score,
+                    r.segment
+                )
+            })
+            .collect(),
+    );
+    out.insert(
+        "product_pairs",
+        t.pairs
+            .values()
+            .map(|r| {
+                let confidence = r.orders_together as f64 / r.product_orders as f64;
+                let lift = (r.orders_together * r.all_orders) as f64 / (r.product_orders * r.other_orders) as f64;
+                format!("{}|{}|{}|{confidence}|{lift}", r.product_id, r.other_product_id, r.orders_together)
+            })
+            .collect(),
+    );
     for lines in out.values_mut() {
         lines.sort();
     }
@@ -298,6 +354,10 @@ pub fn derived_column_breaches(client: &mut Client) -> Vec<String> {
         (
             "conversion conversion_rate",
             "SELECT count(*) FROM conversion WHERE abs(conversion_rate - converted_sessions::float8 / sessions) > 1e-12",
+        ),
+        (
+            "cohort_retention retention",
+            "SELECT count(*) FROM cohort_retention WHERE abs(retention - active_users::float8 / cohort_users) > 1e-12",
         ),
         (
             "funnel vs sessions",
