@@ -504,6 +504,9 @@ fn work(worker: &mut Worker, shared: &Shared) -> Result<Option<(Counts, bool)>> 
         for purchase in restore.purchases {
             inputs.restore_purchase(purchase);
         }
+        for (session_end, viewed) in restore.viewed {
+            inputs.restore_viewed(session_end, viewed);
+        }
         if let Some(latest) = restore.latest {
             inputs.restore_latest(latest);
         }

@@ -393,8 +393,9 @@ fn another_file_is_refused_unless_from_start() {
 fn customer_analytics_survive_a_restart_in_the_middle_of_a_day() {
     let dir = scratch("restart-cohorts");
     // Three days of shoppers coming back; the processor is stopped on the second day,
-    // with that day's cohort rows open and its purchases not yet in customer_rfm or
-    // product_pairs, and started again for the rest.
+    // with that day's cohort rows open, its purchases not yet in customer_rfm or
+    // product_pairs and sessions open (product_similar is restored from the final
+    // sessions before them and the events after), and started again for the rest.
     let file = dir.join("events.jsonl");
     let mut args = vec!["produce", "--days", "3", "--events-per-second", "0.05", "--seed", "21", "--out", file.to_str().unwrap()];
     args.extend(FAULTS);
@@ -403,6 +404,7 @@ fn customer_analytics_survive_a_restart_in_the_middle_of_a_day() {
     let expected = reference::compute(&lines, 60_000, Settings::default(), now_ms());
     assert!(expected.cohorts.keys().filter(|(_, offset)| *offset > 0).count() >= 3, "shoppers come back on later days");
     assert!(expected.rfm.len() > 50 && expected.pairs.len() >= 4, "{} customers, {} pairs", expected.rfm.len(), expected.pairs.len());
+    assert!(expected.similar.len() > 100, "{} similar products", expected.similar.len());
     let cut = lines.len() * 11 / 20; // in the second day
     let broker = mock_broker("cohorts", 1);
     let brokers = broker.bootstrap_servers();

@@ -1,15 +1,16 @@
 //! The clickflow graph: accepted events and watermarks in, table changes out.
 //!
 //! ```text
-//! accepted event ─┬─ Click ────── Sessionize ──┬─ Funnel ─────┐
-//!  (Inputs::      │                            ├─ Conversion ─┤
-//!   accept)       │                            └──────────────┤
-//!                 ├─ Hit ──────── Traffic ────────────────────┤
-//!                 ├─ ProductHit ─ ProductStats ───────────────┼──▶ Change
-//!                 ├─ activity ─── Cohorts ─── Retention ──────┤
-//!                 ├─ purchases, days ─┬─ Rfm (one worker) ────┤
-//!                 │                   └─ Pairs (one worker) ──┤
-//!                 └─ the event itself ────────────────────────┘   (events_raw)
+//! accepted event ─┬─ Click ────── Sessionize ──┬─ Funnel ───────────────────┐
+//!  (Inputs::      │                            ├─ Conversion ───────────────┤
+//!   accept)       │                            ├─ final: Similar (1 worker) ┤
+//!                 │                            └────────────────────────────┤
+//!                 ├─ Hit ──────── Traffic ──────────────────────────────────┤
+//!                 ├─ ProductHit ─ ProductStats ─────────────────────────────┼──▶ Change
+//!                 ├─ activity ─── Cohorts ─── Retention ────────────────────┤
+//!                 ├─ purchases, days ─┬─ Rfm (one worker) ──────────────────┤
+//!                 │                   └─ Pairs (one worker) ────────────────┤
+//!                 └─ the event itself ──────────────────────────────────────┘   (events_raw)
 //! watermarks ─ broadcast ─▶ every stateful operator
 //! ```
 //! An event is split into what each operator needs as it enters, so that no stream of
@@ -43,6 +44,7 @@ use crate::operators::pairs::Pairs;
 use crate::operators::rfm::Rfm;
 use crate::operators::sales::{Order, Purchase, Sale};
 use crate::operators::sessions::{Click, Sessionize};
+use crate::operators::similar::{Similar, Viewed};
 use crate::operators::windows::Windowed;
 use crate::rows::{Change, DeadLetter};
 use crate::time::{window_start, Millis};
@@ -85,6 +87,9 @@ pub struct Feeds<'scope> {
     pub activity: VecCollection<'scope, u64, (Text, Seen)>,
     /// Purchases and the days that hold events, all to one worker.
     pub sales: VecCollection<'scope, u64, Sale>,
+    /// The products viewed in final sessions a restart does not rebuild (see
+    /// [`Inputs::restore_viewed`]); the others come from the sessions.
+    pub viewed: VecCollection<'scope, u64, Viewed>,
 }
 
 /// What the traffic operator takes of an event.
@@ -139,12 +144,19 @@ pub fn clickstream<'scope>(feeds: Feeds<'scope>, watermarks: Watermarks<'scope>,
     // Scores are ranks over every purchasing user: one worker holds them all.
     let rfm = feeds.sales.clone().by_epoch(watermarks.clone(), |_| 0, "Rfm", Rfm::default());
     // So do pairs: the count of all orders is in every lift.
-    let pairs = feeds.sales.by_epoch(watermarks, |_| 0, "Pairs", Pairs::default());
+    let pairs = feeds.sales.by_epoch(watermarks.clone(), |_| 0, "Pairs", Pairs::default());
+    // And the similar products: a session's products are counted together.
+    let viewed = sessions
+        .clone()
+        .flat_map(move |s| (s.is_final && !s.viewed.is_empty()).then_some((s.session_end + session_gap, s.viewed)))
+        .concat(feeds.viewed);
+    let similar = viewed.by_epoch(watermarks, |_| 0, "Similar", Similar::default());
 
     sessions.map(Change::Session).concatenate([
         cohorts.map(Change::Cohort),
         rfm.map(Change::Rfm),
         pairs.map(Change::Pair),
+        similar.map(Change::Similar),
         traffic.map(Change::Traffic),
         products.map(Change::Product),
         funnel.map(Change::Funnel),
@@ -170,6 +182,7 @@ pub struct Inputs {
     product_hits: InputSession<u64, (Millis, Text, ProductHit), isize>,
     activity: InputSession<u64, (Text, Seen), isize>,
     sales: InputSession<u64, Sale, isize>,
+    viewed: InputSession<u64, Viewed, isize>,
     records: InputSession<u64, Change, isize>,
     watermarks: InputHandle<u64, CapacityContainerBuilder<Vec<(u64, Millis)>>>,
     settings: Settings,
@@ -196,8 +209,10 @@ impl Inputs {
     }
 
     /// In the [`RESTORE_EPOCH`]: an event the open rows were computed from, for every
-    /// operator but the cohorts and RFM, which are restored apart
-    /// ([`Inputs::restore_user`], [`Inputs::restore_purchase`]).
+    /// operator but the cohorts, RFM and pairs, which are restored apart
+    /// ([`Inputs::restore_user`], [`Inputs::restore_purchase`]). The similar products
+    /// count the final sessions these events rebuild, and the earlier ones apart
+    /// ([`Inputs::restore_viewed`]).
     pub fn restore(&mut self, event: Event) {
         self.clicks.insert(Click::of(&event));
         self.hits.insert(hit(&event, self.settings));
@@ -223,6 +238,17 @@ impl Inputs {
         let RestoredPurchase { user, time, order_id, event_id, product, revenue_cents } = purchase;
         let order = order_id.map_or(Order::Event(event_id), Order::Id);
         self.sales.insert(Sale::Purchase(Purchase { user, time, order, product, revenue_cents }));
+    }
+
+    /// In the [`RESTORE_EPOCH`], for `product_similar`: the products viewed by a final
+    /// session that the restored events do not rebuild (one that ended before the
+    /// earliest open row: the restore feeds back every event from there on), and the
+    /// time of its last event.
+    pub fn restore_viewed(&mut self, session_end: Millis, viewed: impl IntoIterator<Item = Text>) {
+        let viewed: std::collections::BTreeSet<Text> = viewed.into_iter().collect();
+        if !viewed.is_empty() {
+            self.viewed.insert((session_end + self.settings.session_gap, viewed.into_iter().collect()));
+        }
     }
 
     /// In the [`RESTORE_EPOCH`], for the daily analytics: the latest event time accepted.
@@ -269,6 +295,7 @@ impl Inputs {
         self.product_hits.advance_to(epoch + 1);
         self.activity.advance_to(epoch + 1);
         self.sales.advance_to(epoch + 1);
+        self.viewed.advance_to(epoch + 1);
         self.records.advance_to(epoch + 1);
         self.watermarks.advance_to(epoch + 1);
         if let Some((candidates, notices)) = &mut self.cluster {
@@ -281,6 +308,7 @@ impl Inputs {
         self.product_hits.flush();
         self.activity.flush();
         self.sales.flush();
+        self.viewed.flush();
         self.records.flush();
     }
 }
@@ -298,6 +326,7 @@ pub fn build<'scope>(
     let (product_hits, mut product_hit_collection) = scope.new_collection();
     let (activity, mut activity_collection) = scope.new_collection();
     let (sales, mut sale_collection) = scope.new_collection();
+    let (viewed, viewed_collection) = scope.new_collection();
     let (records, mut record_collection) = scope.new_collection();
     let (watermarks, watermark_stream) = scope.new_input();
     let watermark_stream = watermark_stream.broadcast();
@@ -332,7 +361,8 @@ pub fn build<'scope>(
         product_hits: product_hit_collection,
         activity: activity_collection,
         sales: sale_collection,
+        viewed: viewed_collection,
     };
     let changes = clickstream(feeds, watermark_stream, settings).concat(record_collection);
-    (Inputs { clicks, hits, product_hits, activity, sales, records, watermarks, settings, cluster }, changes)
+    (Inputs { clicks, hits, product_hits, activity, sales, viewed, records, watermarks, settings, cluster }, changes)
 }

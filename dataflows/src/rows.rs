@@ -29,6 +29,10 @@ pub struct SessionRow {
     pub country: Text,
     pub referrer: Text,
     pub funnel_step: u8,
+    /// On a final row, the products the session's `product_view`s name, sorted, each
+    /// once: what `product_similar` counts (not a column of `sessions`). Empty on an
+    /// open row, which nothing reads it from: open rows are emitted again and again.
+    pub viewed: Vec<Text>,
     pub is_final: bool,
 }
 
@@ -154,6 +158,19 @@ pub struct PairRow {
     pub all_orders: i64,
 }
 
+/// One row of `product_similar` (CONTRACT §7): the counts behind its similarity, which
+/// the sink derives.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SimilarRow {
+    pub product_id: Text,
+    pub other_product_id: Text,
+    pub sessions_together: i64,
+    /// Final sessions viewing `product_id`.
+    pub product_sessions: i64,
+    /// Final sessions viewing `other_product_id`.
+    pub other_sessions: i64,
+}
+
 /// A message that ended in `dead_letters`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct DeadLetter {
@@ -213,6 +230,7 @@ pub enum Change {
     Cohort(CohortRow),
     Rfm(RfmRow),
     Pair(PairRow),
+    Similar(SimilarRow),
     DeadLetter(DeadLetter),
     Progress(SourceProgress),
     /// A message of this source partition that its process accepted, found by the
@@ -233,7 +251,7 @@ impl Change {
             Change::Funnel(r) => r.is_final,
             Change::Conversion(r) => r.is_final,
             Change::Cohort(r) => r.is_final,
-            Change::Rfm(_) | Change::Pair(_) => false, // rewritten as each day closes
+            Change::Rfm(_) | Change::Pair(_) | Change::Similar(_) => false, // rewritten as their counts move
             Change::Event(_) | Change::DeadLetter(_) | Change::Progress(_) | Change::Duplicate(_) => false,
         }
     }

@@ -11,7 +11,7 @@ pub mod parse;
 
 use dataflows::event::{Event, EventType, Reason, Text};
 use dataflows::pipeline::Settings;
-use dataflows::rows::{Change, CohortRow, ConversionRow, FunnelRow, PairRow, ProductRow, RfmRow, SessionRow, TrafficRow};
+use dataflows::rows::{Change, CohortRow, ConversionRow, FunnelRow, PairRow, ProductRow, RfmRow, SessionRow, SimilarRow, TrafficRow};
 use dataflows::time::Millis;
 
 /// The tables, keyed as in PostgreSQL.
@@ -30,6 +30,8 @@ pub struct Tables {
     pub rfm: BTreeMap<Text, RfmRow>,
     /// `product_pairs`, keyed by `(product_id, other_product_id)`.
     pub pairs: BTreeMap<(Text, Text), PairRow>,
+    /// `product_similar`, keyed by `(product_id, other_product_id)`.
+    pub similar: BTreeMap<(Text, Text), SimilarRow>,
     /// Dead letters by input line number (1-based) with their reason.
     pub dead_letters: BTreeMap<usize, Reason>,
     pub duplicates: u64,
@@ -124,6 +126,48 @@ pub fn derive(t: &mut Tables, settings: Settings) {
     t.cohorts = cohorts(&t.events);
     t.rfm = rfm(&t.events);
     t.pairs = pairs(&t.events);
+    t.similar = similar(&t.sessions);
+}
+
+/// CONTRACT §7 `product_similar` once the input has ended (every session is final): for
+/// each product, the other products viewed in at least 2 of the sessions viewing it,
+/// best 10 by `together / sqrt(n_p × n_q)`, then by id. Similarities are compared as
+/// exact fractions: `t1/√(n_p·n1) > t2/√(n_p·n2)` exactly when `t1²·n2 > t2²·n1`.
+fn similar(sessions: &BTreeMap<(Text, Millis), SessionRow>) -> BTreeMap<(Text, Text), SimilarRow> {
+    let mut viewing: HashMap<&str, i64> = HashMap::new();
+    let mut together: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+    for s in sessions.values() {
+        let products: BTreeSet<&str> = s.viewed.iter().map(|p| p.as_str()).collect();
+        for p in &products {
+            *viewing.entry(p).or_default() += 1;
+            for q in products.iter().filter(|q| *q != p) {
+                *together.entry((p, q)).or_default() += 1;
+            }
+        }
+    }
+    let mut best: BTreeMap<&str, Vec<(i64, &str)>> = BTreeMap::new();
+    for ((p, q), t) in together.into_iter().filter(|(_, t)| *t >= 2) {
+        best.entry(p).or_default().push((t, q));
+    }
+    let mut rows = BTreeMap::new();
+    for (p, mut others) in best {
+        // Descending t²/n_q, as a cross-multiplied comparison; then ascending id.
+        others.sort_by(|(t1, q1), (t2, q2)| {
+            let (a, b) = (i128::from(*t1).pow(2) * i128::from(viewing[q2]), i128::from(*t2).pow(2) * i128::from(viewing[q1]));
+            b.cmp(&a).then(q1.cmp(q2))
+        });
+        for (t, q) in others.into_iter().take(10) {
+            let row = SimilarRow {
+                product_id: Text::new(p),
+                other_product_id: Text::new(q),
+                sessions_together: t,
+                product_sessions: viewing[p],
+                other_sessions: viewing[q],
+            };
+            rows.insert((Text::new(p), Text::new(q)), row);
+        }
+    }
+    rows
 }
 
 /// CONTRACT §7 `product_pairs` once the input has ended (every order counts): for each
@@ -294,6 +338,13 @@ fn session(user: &str, evs: &[&Event]) -> SessionRow {
         country: first.country.clone(),
         referrer: first.referrer.clone(),
         funnel_step: funnel_step(evs),
+        viewed: evs
+            .iter()
+            .filter(|e| e.event_type == EventType::ProductView)
+            .filter_map(|e| e.product_id.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect(),
         is_final: true,
     }
 }
@@ -510,6 +561,7 @@ impl Tables {
                 Change::Cohort(r) => t.cohorts.insert((r.cohort_date, r.day_offset), r).is_none(),
                 Change::Rfm(r) => t.rfm.insert(r.user_id.clone(), r).is_none(),
                 Change::Pair(r) => t.pairs.insert((r.product_id.clone(), r.other_product_id.clone()), r).is_none(),
+                Change::Similar(r) => t.similar.insert((r.product_id.clone(), r.other_product_id.clone()), r).is_none(),
                 Change::DeadLetter(d) => {
                     let line = d.source.rsplit(':').next().and_then(|n| n.parse().ok()).expect("source ends in a line number");
                     t.dead_letters.insert(line, d.reason).is_none()
@@ -534,6 +586,7 @@ fn key_of(change: &Change) -> Option<String> {
         Change::Cohort(r) => format!("cohort_retention {} {}", r.cohort_date, r.day_offset),
         Change::Rfm(r) => format!("customer_rfm {}", r.user_id),
         Change::Pair(r) => format!("product_pairs {} {}", r.product_id, r.other_product_id),
+        Change::Similar(r) => format!("product_similar {} {}", r.product_id, r.other_product_id),
         Change::Event(_) | Change::DeadLetter(_) | Change::Progress(_) | Change::Duplicate(_) => return None,
     })
 }

@@ -7,13 +7,15 @@
 //! couple of weeks, one-time ones never. A return that is due takes the next visit's
 //! place, so habits shape who visits, not how many visits there are: the rate holds.
 //! Some products have accessories, which a shopper who puts the main product in the cart
-//! often adds too, so that orders hold products bought together on purpose.
+//! often adds too, so that orders hold products bought together on purpose; and a
+//! shopper who looks at a product often looks at others of its category next, so that
+//! sessions view related products together.
 //!
 //! Owns the shopper model only: what happens in a visit and when. It is a pure function
 //! of its seed; it does not pace, inject faults or write.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 
 use dataflows::event::EventType;
 use dataflows::time::Millis;
@@ -146,6 +148,8 @@ pub struct Shop {
     rng: SmallRng,
     products: Vec<Product>,
     popularity: Vec<f64>,
+    /// The products of each category, most popular first, with their running popularity.
+    categories: HashMap<&'static str, (Vec<usize>, Vec<f64>)>,
     users: Vec<User>,
     /// Mean visits per millisecond (at the daily average with `daily_curve`).
     visit_rate: f64,
@@ -202,9 +206,14 @@ impl Shop {
         }
         // Zipf-like popularity (s = 1.1): a few products get most of the views.
         let mut total = 0.0;
+        let mut categories: HashMap<&'static str, (Vec<usize>, Vec<f64>)> = HashMap::new();
         let popularity = (1..=products.len())
             .map(|rank| {
-                total += 1.0 / (rank as f64).powf(1.1);
+                let weight = 1.0 / (rank as f64).powf(1.1);
+                let (members, running) = categories.entry(products[rank - 1].category).or_default();
+                members.push(rank - 1);
+                running.push(running.last().unwrap_or(&0.0) + weight);
+                total += weight;
                 total
             })
             .collect();
@@ -212,6 +221,7 @@ impl Shop {
             rng,
             products,
             popularity,
+            categories,
             users: Vec::new(),
             visit_rate: events_per_second / EVENTS_PER_VISIT / 1000.0,
             daily_curve,
@@ -322,6 +332,13 @@ impl Shop {
         self.popularity.partition_point(|&c| c < x).min(self.products.len() - 1)
     }
 
+    /// A product of `product`'s category (maybe itself), by popularity.
+    fn pick_alike(&mut self, product: usize) -> usize {
+        let (members, running) = &self.categories[self.products[product].category];
+        let x = self.rng.random::<f64>() * running.last().expect("a category holds its product");
+        members[running.partition_point(|&c| c < x).min(members.len() - 1)]
+    }
+
     /// Simulates one visit starting at `start` and schedules its events.
     fn visit(&mut self, start: Millis) {
         let user = self.pick_user(start);
@@ -390,7 +407,11 @@ impl Shop {
                     emit(self, t, Search, format!("/search?q={q}"), None, None, None);
                 }
                 ProductView => {
-                    let p = self.pick_product();
+                    // Browsing: often another product of the category just looked at.
+                    let p = match last_product {
+                        Some(last) if self.rng.random_bool(0.6) => self.pick_alike(last),
+                        _ => self.pick_product(),
+                    };
                     last_product = Some(p);
                     emit(self, t, ProductView, format!("/product/{}", self.products[p].id), Some(p), None, None);
                 }
@@ -525,6 +546,27 @@ mod tests {
             let lapsed = (shop.users[*u].lapses_at - START) / DAY;
             assert!(last_day <= lapsed + 7, "user {u} seen on day {last_day}, lapsed on day {lapsed}");
         }
+    }
+
+    #[test]
+    fn a_session_views_products_of_one_category_together() {
+        let (shop, events) = six_weeks();
+        // Each product view after another in the same visit (same user, under 30 minutes).
+        let mut last: HashMap<usize, (Millis, usize)> = HashMap::new();
+        let (mut following, mut alike) = (0, 0);
+        for e in events.iter().filter(|e| e.event_type == EventType::ProductView) {
+            let p = e.product.unwrap();
+            if let Some((t, q)) = last.insert(e.user, (e.time, p)) {
+                if e.time - t < 30 * 60_000 {
+                    following += 1;
+                    alike += usize::from(shop.products[p].category == shop.products[q].category);
+                }
+            }
+        }
+        // At random, by popularity, a twelfth to a fifth would share the category.
+        assert!(following > 10_000, "{following} product views follow another");
+        let share = alike as f64 / following as f64;
+        assert!(share > 0.5, "a view follows one of its category {:.0} % of the time", share * 100.0);
     }
 
     #[test]

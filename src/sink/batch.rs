@@ -13,7 +13,8 @@ use std::rc::Rc;
 use dataflows::event::Event;
 use dataflows::pipeline::RESTORE_EPOCH;
 use dataflows::rows::{
-    Change, CohortRow, ConversionRow, DeadLetter, FunnelRow, PairRow, ProductRow, RfmRow, SessionRow, SourceProgress, TrafficRow,
+    Change, CohortRow, ConversionRow, DeadLetter, FunnelRow, PairRow, ProductRow, RfmRow, SessionRow, SimilarRow, SourceProgress,
+    TrafficRow,
 };
 use dataflows::time::Millis;
 use differential_dataflow::VecCollection;
@@ -63,6 +64,7 @@ pub struct Batch {
     pub cohorts: Upserts<CohortRow>,
     pub rfm: Upserts<RfmRow>,
     pub pairs: Upserts<PairRow>,
+    pub similar: Upserts<SimilarRow>,
     /// The latest progress of each source: where it resumes after this batch.
     pub progress: BTreeMap<String, SourceProgress>,
     /// The watermark the operators reached at the batch's last epoch.
@@ -84,6 +86,7 @@ impl Batch {
             + self.cohorts.rows.len()
             + self.rfm.rows.len()
             + self.pairs.rows.len()
+            + self.similar.rows.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -97,13 +100,14 @@ impl Batch {
             && self.cohorts.rows.is_empty()
             && self.rfm.rows.is_empty()
             && self.pairs.rows.is_empty()
+            && self.similar.rows.is_empty()
             && self.progress.is_empty()
     }
 
     /// Applies one complete epoch: retractions before insertions, so that a key's new
     /// version wins over the retraction of its old one. Of the restore epoch, whose rows
     /// the database already holds, only the progress and open sessions count.
-    fn apply_epoch(&mut self, epoch: u64, mut updates: Vec<(Change, isize)>) {
+    pub(crate) fn apply_epoch(&mut self, epoch: u64, mut updates: Vec<(Change, isize)>) {
         updates.sort_by_key(|(_, diff)| *diff > 0);
         for (change, diff) in updates {
             if epoch == RESTORE_EPOCH && !matches!(change, Change::Progress(_) | Change::Session(_)) {
@@ -131,6 +135,7 @@ impl Batch {
                 Change::Cohort(r) => self.cohorts.apply(r, diff),
                 Change::Rfm(r) => self.rfm.apply(r, diff),
                 Change::Pair(r) => self.pairs.apply(r, diff),
+                Change::Similar(r) => self.similar.apply(r, diff),
             }
         }
     }

@@ -41,6 +41,9 @@ pub struct OpenState {
     pub activity: Vec<(Text, Millis, i64)>,
     /// Every purchase, for the daily analytics (RFM, pairs).
     pub purchases: Vec<RestoredPurchase>,
+    /// The time of the last event of each final session that `events` do not rebuild,
+    /// and the products it viewed, for `product_similar`.
+    pub viewed: Vec<(Millis, Vec<Text>)>,
     /// The latest event time accepted, if any.
     pub latest: Option<Millis>,
 }
@@ -115,7 +118,10 @@ impl PgSink {
     /// each user active on a day still open (by `watermark`, the committed W) with their
     /// revenue that day. That is all the cohort operators hold, and it does not pull `L`
     /// back to the start of the day. RFM and the pairs get every purchase back, and the
-    /// latest event time (purchases are a few percent of events).
+    /// latest event time (purchases are a few percent of events). The similar products
+    /// get the products viewed by each final session that ended before `L` (grouped in
+    /// PostgreSQL): the returned events rebuild every session that ends at or after `L`,
+    /// and those that are final reach the similar products again in the restore epoch.
     pub fn open_state(&mut self, session_gap: Millis, watermark: Millis) -> Result<OpenState> {
         let client = self.client();
         let purchases = client
@@ -175,7 +181,21 @@ impl PgSink {
             )
             .context("cannot find the open rows")?
             .get(0);
-        let Some(bound) = bound else { return Ok(OpenState { events: Vec::new(), first_seen, activity, purchases, latest }) };
+        let viewed = client
+            .query(
+                "SELECT (extract(epoch FROM s.session_end) * 1000)::bigint, array_agg(DISTINCT e.product_id)
+                 FROM sessions s JOIN events_raw e
+                     ON e.user_id = s.user_id AND e.event_time >= s.session_start AND e.event_time <= s.session_end
+                 WHERE s.is_final AND ($1::timestamptz IS NULL OR s.session_end < $1)
+                     AND e.event_type = 'product_view' AND e.product_id IS NOT NULL
+                 GROUP BY s.user_id, s.session_start, s.session_end",
+                &[&bound],
+            )
+            .context("cannot read the products viewed in final sessions from events_raw")?
+            .iter()
+            .map(|r| (r.get(0), r.get::<_, Vec<&str>>(1).into_iter().map(Text::new).collect()))
+            .collect();
+        let Some(bound) = bound else { return Ok(OpenState { events: Vec::new(), first_seen, activity, purchases, viewed, latest }) };
         let near = bound + Duration::from_millis(session_gap.max(0) as u64);
         let sql = format!(
             "WITH near AS (
@@ -189,7 +209,7 @@ impl PgSink {
                  ON e.user_id = s.user_id AND e.event_time >= s.session_start AND e.event_time < $1"
         );
         let rows = client.query(&sql, &[&bound, &near]).context("cannot read the open rows' events from events_raw")?;
-        Ok(OpenState { events: rows.iter().map(event).collect::<Result<_>>()?, first_seen, activity, purchases, latest })
+        Ok(OpenState { events: rows.iter().map(event).collect::<Result<_>>()?, first_seen, activity, purchases, viewed, latest })
     }
 
     /// `(event_id, event_time)` of the accepted events still within the dedupe horizon

@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use dataflows::rows::{CohortRow, ConversionRow, FunnelRow, PairRow, ProductRow, RfmRow, SessionRow, SourceProgress, TrafficRow};
+use dataflows::rows::{
+    CohortRow, ConversionRow, FunnelRow, PairRow, ProductRow, RfmRow, SessionRow, SimilarRow, SourceProgress, TrafficRow,
+};
 use postgres::{Client, NoTls, Transaction};
 
 use super::batch::{Batch, Upserts};
@@ -27,6 +29,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("005_cohort_retention.sql", include_str!("../../sql/005_cohort_retention.sql")),
     ("006_customer_rfm.sql", include_str!("../../sql/006_customer_rfm.sql")),
     ("007_product_pairs.sql", include_str!("../../sql/007_product_pairs.sql")),
+    ("008_product_similar.sql", include_str!("../../sql/008_product_similar.sql")),
 ];
 
 /// Session-level advisory lock held by the one processor writing a database.
@@ -160,6 +163,7 @@ impl PgSink {
             &CohortRow::TABLE,
             &RfmRow::TABLE,
             &PairRow::TABLE,
+            &SimilarRow::TABLE,
         ];
         for t in tables {
             sql.push_str(&format!(
@@ -187,6 +191,7 @@ impl PgSink {
         upsert(&mut tx, &batch.cohorts)?;
         upsert(&mut tx, &batch.rfm)?;
         upsert(&mut tx, &batch.pairs)?;
+        upsert(&mut tx, &batch.similar)?;
         record_positions(&mut tx, &batch.progress, &self.identities)?;
         if let Some(w) = batch.watermark {
             tx.execute(

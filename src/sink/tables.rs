@@ -9,7 +9,7 @@
 use std::hash::Hash;
 
 use dataflows::event::{Event, EventType, Text};
-use dataflows::rows::{CohortRow, ConversionRow, DeadLetter, FunnelRow, PairRow, ProductRow, RfmRow, SessionRow, TrafficRow};
+use dataflows::rows::{CohortRow, ConversionRow, DeadLetter, FunnelRow, PairRow, ProductRow, RfmRow, SessionRow, SimilarRow, TrafficRow};
 use dataflows::time::Millis;
 
 /// A table's name, key and the columns the sink writes, in COPY order.
@@ -465,6 +465,25 @@ impl SinkRow for PairRow {
             .int8(self.orders_together)
             .ratio(self.orders_together, self.product_orders)
             .float8((self.orders_together * self.all_orders) as f64 / (self.product_orders * self.other_orders) as f64);
+    }
+    fn write_key((product, other): &Self::Key, l: &mut CopyRows) {
+        l.text(product).text(other);
+    }
+}
+
+impl SinkRow for SimilarRow {
+    type Key = (Text, Text);
+    const TABLE: Table = Table {
+        name: "product_similar",
+        key: &["product_id", "other_product_id"],
+        columns: &["product_id", "other_product_id", "sessions_together", "similarity"],
+    };
+    fn key(&self) -> Self::Key {
+        (self.product_id.clone(), self.other_product_id.clone())
+    }
+    fn write(&self, l: &mut CopyRows) {
+        let viewing = (self.product_sessions as f64 * self.other_sessions as f64).sqrt();
+        l.text(&self.product_id).text(&self.other_product_id).int8(self.sessions_together).float8(self.sessions_together as f64 / viewing);
     }
     fn write_key((product, other): &Self::Key, l: &mut CopyRows) {
         l.text(product).text(other);

@@ -36,8 +36,9 @@ Time range of a dashboard: the pipeline output has two clocks. Dashboards tagged
 `pipeline` read pipeline_progress, source_progress and dead_letters, stamped with the wall
 clock, so they run over the span of those rows' reported_at/received_at (plus a minute
 each side); every other dashboard reads event-time tables (windows, sessions, events,
-cohorts by day; customer_rfm and product_pairs are as of the latest closed day and use no
-range) and runs over the whole hours covering the events' event_time.
+cohorts by day; customer_rfm, product_pairs and product_similar are as of the latest
+closed day and use no range) and runs over the whole hours covering the events'
+event_time.
 
 Prints one line per check and ends with one line `dashboards: N passed, N failed`;
 exit status 1 on any failure.

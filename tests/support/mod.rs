@@ -89,7 +89,7 @@ pub fn clickflow(args: &[&str]) -> String {
 /// derived ones; see [`derived_column_breaches`]), times as epoch milliseconds.
 pub fn actual_tables(client: &mut Client) -> BTreeMap<&'static str, Vec<String>> {
     let ms = |c: &str| format!("(extract(epoch from {c}) * 1000)::bigint");
-    let queries: [(&str, String); 9] = [
+    let queries: [(&str, String); 10] = [
         ("events_raw", format!(
             "SELECT concat_ws('|', event_id, {}, event_type, user_id, page, coalesce(product_id, '-'), coalesce(category, '-'),
                     coalesce(price::text, '-'), coalesce(quantity::text, '-'), coalesce(order_id, '-'), device, country, referrer, user_agent, ip)
@@ -119,6 +119,7 @@ pub fn actual_tables(client: &mut Client) -> BTreeMap<&'static str, Vec<String>>
             "SELECT concat_ws('|', user_id, {}, {}, recency_days, frequency, monetary, r_score, f_score, m_score, segment)
              FROM customer_rfm", ms("as_of"), ms("last_purchase_at"))),
         ("product_pairs", "SELECT concat_ws('|', product_id, other_product_id, orders_together, confidence, lift) FROM product_pairs".to_owned()),
+        ("product_similar", "SELECT concat_ws('|', product_id, other_product_id, sessions_together, similarity) FROM product_similar".to_owned()),
     ];
     queries
         .into_iter()
@@ -329,6 +330,16 @@ pub fn expected_tables(t: &Tables) -> BTreeMap<&'static str, Vec<String>> {
                 let confidence = r.orders_together as f64 / r.product_orders as f64;
                 let lift = (r.orders_together * r.all_orders) as f64 / (r.product_orders * r.other_orders) as f64;
                 format!("{}|{}|{}|{confidence}|{lift}", r.product_id, r.other_product_id, r.orders_together)
+            })
+            .collect(),
+    );
+    out.insert(
+        "product_similar",
+        t.similar
+            .values()
+            .map(|r| {
+                let similarity = r.sessions_together as f64 / (r.product_sessions as f64 * r.other_sessions as f64).sqrt();
+                format!("{}|{}|{}|{similarity}", r.product_id, r.other_product_id, r.sessions_together)
             })
             .collect(),
     );

@@ -9,6 +9,7 @@
 //! - [`sales`]: purchases held until their day closes, for the daily analytics;
 //! - [`rfm`]: recency, frequency and monetary scores and segments;
 //! - [`pairs`]: products bought together;
+//! - [`similar`]: products viewed together in final sessions;
 //! - [`dedupe`]: the dedupe between the processes of a cluster.
 
 pub mod aggregates;
@@ -19,4 +20,5 @@ pub mod pairs;
 pub mod rfm;
 pub mod sales;
 pub mod sessions;
+pub mod similar;
 pub mod windows;

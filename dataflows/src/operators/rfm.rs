@@ -103,7 +103,9 @@ impl EpochLogic for Rfm {
 
     fn absorb(&mut self, sale: Sale, diff: isize) {
         debug_assert!(diff > 0, "events are only ever inserted");
-        self.ledger.absorb(sale);
+        for _ in 0..diff {
+            self.ledger.absorb(sale.clone());
+        }
     }
 
     fn close_epoch(&mut self, watermark: Millis, out: &mut Vec<(RfmRow, isize)>) {

@@ -27,6 +27,8 @@ pub struct Click {
     pub device: Text,
     pub country: Text,
     pub referrer: Text,
+    /// The product of a `product_view`, for `product_similar`.
+    pub viewed: Option<Text>,
 }
 
 impl Click {
@@ -43,6 +45,7 @@ impl Click {
             device: e.device.clone(),
             country: e.country.clone(),
             referrer: e.referrer.clone(),
+            viewed: if e.event_type == EventType::ProductView { e.product_id.clone() } else { None },
         };
         (e.user_id.clone(), click)
     }
@@ -140,6 +143,11 @@ fn session_row(user_id: &Text, clicks: &[Click], is_final: bool) -> SessionRow {
         country: first.country.clone(),
         referrer: first.referrer.clone(),
         funnel_step: funnel_step(clicks),
+        viewed: if is_final {
+            clicks.iter().filter_map(|c| c.viewed.clone()).collect::<BTreeSet<_>>().into_iter().collect()
+        } else {
+            Vec::new()
+        },
         is_final,
     }
 }
@@ -204,6 +212,7 @@ mod tests {
             device: "mobile".into(),
             country: "FR".into(),
             referrer: "ads".into(),
+            viewed: (t == EventType::ProductView).then(|| format!("p-{id}").into()),
         };
         ("u".into(), c)
     }
