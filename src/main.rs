@@ -188,6 +188,15 @@ struct ProduceArgs {
     /// Fraction of events followed by a malformed message (each dead-letter reason in turn).
     #[arg(long, default_value_t = 0.0, value_parser = probability)]
     malformed: f64,
+    /// Fraction of visits made by bots (scrapers, card testers, cart stuffers), whose
+    /// events look like any shopper's; the rate of events holds.
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    bots: f64,
+    /// Write the truth about the bots here as CSV (user_id,session_start,kind), one row
+    /// per bot visit written, its session_start the time of its first event written; a
+    /// processor never reads it [default: none].
+    #[arg(long, value_name = "FILE")]
+    labels: Option<String>,
     /// Extra Kafka client setting KEY=VALUE (e.g. security.protocol=SASL_SSL), repeatable;
     /// values are never printed [default: none].
     #[arg(long = "kafka-config", value_name = "KEY=VALUE")]
@@ -341,6 +350,8 @@ fn run(command: Command) -> Result<()> {
                 events_per_second: a.rate.unwrap_or(a.events_per_second),
                 rate: a.rate,
                 daily_curve: a.daily_curve,
+                bots: a.bots,
+                labels: a.labels,
                 faults: producer::Faults {
                     duplicates: a.duplicates,
                     out_of_order: a.out_of_order,
@@ -471,6 +482,8 @@ fn bench_input(events: u64) -> Result<std::path::PathBuf> {
             events_per_second: 6.0,
             rate: None,
             daily_curve: false,
+            bots: 0.0,
+            labels: None,
             faults: producer::Faults { duplicates: 0.01, out_of_order: 0.05, max_disorder: 50_000, late: 0.001, malformed: 0.001 },
         };
         producer::run(&options)?;

@@ -83,3 +83,38 @@ fn same_seed_same_bytes_and_stdin_input() {
     assert!(events > 2900, "{events} events from stdin");
     assert!(dead > 0, "malformed lines from stdin are dead-lettered with their line");
 }
+
+#[test]
+fn bots_are_labelled_beside_the_stream_and_their_sessions_are_the_processor_s() {
+    let dir = scratch("cli-bots");
+    let (events, labels) = (dir.join("events.jsonl"), dir.join("labels.csv"));
+    let (events, labels) = (events.to_str().unwrap(), labels.to_str().unwrap());
+    clickflow(&["produce", "--events", "20000", "--seed", "4", "--bots", "0.05", "--labels", labels, "--out", events]);
+    let text = std::fs::read_to_string(labels).unwrap();
+    let mut rows = text.lines();
+    assert_eq!(rows.next(), Some("user_id,session_start,kind"));
+    let rows: Vec<Vec<&str>> = rows.map(|r| r.split(',').collect()).collect();
+    let kinds: std::collections::BTreeSet<&str> = rows.iter().map(|r| r[2]).collect();
+    assert_eq!(kinds.into_iter().collect::<Vec<_>>(), ["card_tester", "cart_stuffer", "scraper"]);
+    // Nothing in an event names a bot: the same fields as a shopper's, no others.
+    let first = std::fs::read_to_string(events).unwrap().lines().next().unwrap().to_owned();
+    assert!(!first.contains("bot"), "{first}");
+
+    // Each label is the key of a session the processor finds, all of them its user's.
+    let db = TestDb::new("cli_bots");
+    clickflow(&["process", "--input", events, "--postgres", &db.url, "--quiet"]);
+    let mut client = db.client();
+    for r in &rows {
+        let sessions: Vec<String> = client
+            .query(
+                "SELECT to_char(session_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') FROM sessions WHERE user_id = $1",
+                &[&r[0]],
+            )
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert_eq!(sessions, [r[1]], "the sessions of bot {}", r[0]);
+    }
+    assert!(rows.len() > 20, "{} bots", rows.len());
+}

@@ -8,7 +8,7 @@ pub mod kafka;
 pub mod shop;
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashSet};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::sync::atomic::Ordering;
@@ -19,7 +19,7 @@ use dataflows::time::{format_rfc3339, Millis};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
-use shop::{Shop, SimEvent};
+use shop::{BotKind, Shop, SimEvent};
 
 /// Probabilities, per event, of each fault.
 #[derive(Clone, Copy, Debug, Default)]
@@ -50,6 +50,10 @@ pub struct Options {
     /// Traffic follows the time of day (quiet nights, an evening peak), averaging the
     /// rate over a day, instead of holding it.
     pub daily_curve: bool,
+    /// The fraction of visits made by bots.
+    pub bots: f64,
+    /// Where to write the labels of the bots' visits (CSV), if anywhere.
+    pub labels: Option<String>,
     pub faults: Faults,
 }
 
@@ -94,7 +98,8 @@ pub fn run(options: &Options) -> Result<Sent> {
         Some(rate) => (options.start - PACED_WARM_UP.min((WARM_UP_EVENTS / rate * 1000.0) as Millis), rate * PACED_RATE_CORRECTION),
         None => (options.start, options.events_per_second),
     };
-    let mut shop = Shop::new(options.seed, opened, events_per_second, options.daily_curve);
+    let mut shop = Shop::new(options.seed, opened, events_per_second, options.daily_curve).with_bots(options.bots);
+    let mut labels = options.labels.as_deref().map(Labels::create).transpose()?;
     let mut delivery = Delivery::new(options.seed, options.faults);
     let started = Instant::now();
     let mut last_log = Instant::now();
@@ -109,6 +114,9 @@ pub fn run(options: &Options) -> Result<Sent> {
             break;
         }
         generated += 1;
+        if let (Some(labels), Some(kind)) = (&mut labels, event.bot) {
+            labels.record(shop.user_fields(event.user).0, event.time, kind)?;
+        }
         line.clear();
         encode(&shop, &event, &mut line);
         let key = shop.user_fields(event.user).0;
@@ -141,7 +149,32 @@ pub fn run(options: &Options) -> Result<Sent> {
     while let Some((ready, key)) = delivery.pop_ready(Millis::MAX) {
         out.send(&key, &ready)?;
     }
+    if let Some(labels) = &mut labels {
+        labels.out.flush().context("cannot write the labels")?;
+    }
     out.finish()
+}
+
+/// The labels file: a row for each bot, at its first event written.
+struct Labels {
+    out: BufWriter<File>,
+    labelled: HashSet<String>,
+}
+
+impl Labels {
+    fn create(path: &str) -> Result<Labels> {
+        let file = File::create(path).with_context(|| format!("cannot create labels file {path}"))?;
+        let mut out = BufWriter::new(file);
+        writeln!(out, "user_id,session_start,kind").context("cannot write the labels")?;
+        Ok(Labels { out, labelled: HashSet::new() })
+    }
+
+    fn record(&mut self, user_id: &str, time: Millis, kind: BotKind) -> Result<()> {
+        if self.labelled.insert(user_id.to_owned()) {
+            writeln!(self.out, "{user_id},{},{}", format_rfc3339(time), kind.as_str()).context("cannot write the labels")?;
+        }
+        Ok(())
+    }
 }
 
 /// A destination for lines.

@@ -11,6 +11,11 @@
 //! shopper who looks at a product often looks at others of its category next, so that
 //! sessions view related products together.
 //!
+//! With [`Shop::with_bots`], a fraction of visits are bots of three kinds
+//! ([`BotKind`]): scrapers, card testers and cart stuffers, each new users with the
+//! devices, countries and user agents shoppers have, so that nothing in an event marks
+//! them; their events carry the kind for the labels file only.
+//!
 //! Owns the shopper model only: what happens in a visit and when. It is a pure function
 //! of its seed; it does not pace, inject faults or write.
 
@@ -127,7 +132,36 @@ struct User {
     first_seen: Millis,
     /// A lapsing shopper's last return.
     lapses_at: Millis,
+    /// A bot, never picked for a shopper's visit.
+    bot: bool,
 }
+
+/// An automated visitor's purpose, which shapes its visit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BotKind {
+    /// Reads product pages across the whole catalogue, fast and without buying.
+    Scraper,
+    /// Tries stolen cards with many small purchases of one cheap product, some declined.
+    CardTester,
+    /// Fills carts with many products in large quantities, to hold stock, and never pays.
+    CartStuffer,
+}
+
+impl BotKind {
+    pub const ALL: [BotKind; 3] = [BotKind::Scraper, BotKind::CardTester, BotKind::CartStuffer];
+
+    /// The name in the labels file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BotKind::Scraper => "scraper",
+            BotKind::CardTester => "card_tester",
+            BotKind::CartStuffer => "cart_stuffer",
+        }
+    }
+}
+
+/// Average events of a bot's visit (see [`Shop::bot_visit`]), to keep the event rate.
+const BOT_EVENTS_PER_VISIT: f64 = 63.0;
 
 /// One simulated event, before it is written.
 #[derive(Clone, Debug)]
@@ -141,6 +175,34 @@ pub struct SimEvent {
     pub quantity: Option<i64>,
     pub order_id: Option<String>,
     pub referrer: &'static str,
+    /// The bot that made it, if one did: for the labels, never written in the event.
+    pub bot: Option<BotKind>,
+}
+
+/// What varies between the events of a visit: time, type, page, product, quantity and order.
+type Click = (Millis, EventType, String, Option<usize>, Option<i64>, Option<String>);
+
+/// Who makes a visit: every event of the visit carries these.
+#[derive(Clone, Copy)]
+struct Visitor {
+    user: usize,
+    referrer: &'static str,
+    bot: Option<BotKind>,
+}
+
+impl Visitor {
+    /// Schedules one event: `(time, type, page, product, quantity, order_id)`.
+    fn emit(self, shop: &mut Shop, (time, event_type, page, product, quantity, order_id): Click) {
+        let event_id: String = UUIDv4.fake_with_rng(&mut shop.rng);
+        let Visitor { user, referrer, bot } = self;
+        shop.schedule(SimEvent { event_id, time, event_type, user, page, product, quantity, order_id, referrer, bot });
+    }
+
+    /// A product page view.
+    fn view(self, shop: &mut Shop, time: Millis, product: usize) {
+        let page = format!("/product/{}", shop.products[product].id);
+        self.emit(shop, (time, EventType::ProductView, page, Some(product), None, None));
+    }
 }
 
 /// The shop: call [`Shop::next_event`] for an endless stream in event-time order.
@@ -153,6 +215,8 @@ pub struct Shop {
     users: Vec<User>,
     /// Mean visits per millisecond (at the daily average with `daily_curve`).
     visit_rate: f64,
+    /// The fraction of visits that are bots.
+    bots: f64,
     daily_curve: bool,
     /// When the next visit starts, in fractional milliseconds: at high rates visits
     /// arrive less than a millisecond apart.
@@ -224,6 +288,7 @@ impl Shop {
             categories,
             users: Vec::new(),
             visit_rate: events_per_second / EVENTS_PER_VISIT / 1000.0,
+            bots: 0.0,
             daily_curve,
             next_visit: start as f64,
             pending: BinaryHeap::new(),
@@ -232,6 +297,14 @@ impl Shop {
             free: Vec::new(),
             sequence: 0,
         }
+    }
+
+    /// Makes `fraction` of the visits bots' (see [`BotKind`]), at the same event rate.
+    pub fn with_bots(mut self, fraction: f64) -> Shop {
+        let per_visit = (1.0 - fraction) * EVENTS_PER_VISIT + fraction * BOT_EVENTS_PER_VISIT;
+        self.visit_rate *= EVENTS_PER_VISIT / per_visit;
+        self.bots = fraction;
+        self
     }
 
     /// The next event in event-time order.
@@ -292,8 +365,16 @@ impl Shop {
         if recent < self.users.len() && self.rng.random_bool(0.35) {
             let n = self.users.len() - recent;
             let back = (n as f64 * self.rng.random::<f64>().powi(3)) as usize;
-            return self.users.len() - 1 - back.min(n - 1);
+            let user = self.users.len() - 1 - back.min(n - 1);
+            if !self.users[user].bot {
+                return user;
+            }
         }
+        self.new_user(start)
+    }
+
+    /// A shopper seen for the first time at `start`.
+    fn new_user(&mut self, start: Millis) -> usize {
         let device = weighted(&mut self.rng, &DEVICES);
         let agents: Vec<(&'static str, u32)> = USER_AGENTS.iter().filter(|(d, _, _)| *d == device).map(|(_, ua, w)| (*ua, *w)).collect();
         let user_agent = weighted(&mut self.rng, &agents);
@@ -301,8 +382,17 @@ impl Shop {
         let country = weighted(&mut self.rng, &COUNTRIES);
         let habit = weighted(&mut self.rng, &HABITS);
         let lapses_at = start + self.rng.random_range(7 * DAY..28 * DAY);
-        let user =
-            User { id: format!("U{:07}", self.users.len() + 1), device, country, user_agent, ip, habit, first_seen: start, lapses_at };
+        let user = User {
+            id: format!("U{:07}", self.users.len() + 1),
+            device,
+            country,
+            user_agent,
+            ip,
+            habit,
+            first_seen: start,
+            lapses_at,
+            bot: false,
+        };
         self.users.push(user);
         self.users.len() - 1
     }
@@ -341,6 +431,9 @@ impl Shop {
 
     /// Simulates one visit starting at `start` and schedules its events.
     fn visit(&mut self, start: Millis) {
+        if self.bots > 0.0 && self.rng.random_bool(self.bots) {
+            return self.bot_visit(start);
+        }
         let user = self.pick_user(start);
         self.plan_return(user, start);
         let cart_weight = self.users[user].habit.cart_weight();
@@ -348,21 +441,12 @@ impl Shop {
         let mut t = start;
         let mut cart: Vec<(usize, i64)> = Vec::new();
         let mut last_product = None;
-        let emit = |shop: &mut Shop,
-                    t: Millis,
-                    event_type: EventType,
-                    page: String,
-                    product: Option<usize>,
-                    quantity: Option<i64>,
-                    order: Option<String>| {
-            let event_id: String = UUIDv4.fake_with_rng(&mut shop.rng);
-            shop.schedule(SimEvent { event_id, time: t, event_type, user, page, product, quantity, order_id: order, referrer });
-        };
+        let visitor = Visitor { user, referrer, bot: None };
         // Landing: paid and search traffic often lands on a product.
         let mut state = if matches!(referrer, "ads" | "search") && self.rng.random_bool(0.5) {
             let p = self.pick_product();
             last_product = Some(p);
-            emit(self, t, EventType::ProductView, format!("/product/{}", self.products[p].id), Some(p), None, None);
+            visitor.view(self, t, p);
             EventType::ProductView
         } else {
             let page = if self.rng.random_bool(0.6) {
@@ -370,7 +454,7 @@ impl Shop {
             } else {
                 format!("/category/{}", CATEGORIES[self.rng.random_range(0..12)].0)
             };
-            emit(self, t, EventType::PageView, page, None, None, None);
+            visitor.emit(self, (t, EventType::PageView, page, None, None, None));
             EventType::PageView
         };
         if self.rng.random_bool(0.40) {
@@ -400,11 +484,11 @@ impl Shop {
                     } else {
                         format!("/category/{}", CATEGORIES[self.rng.random_range(0..12)].0)
                     };
-                    emit(self, t, PageView, page, None, None, None);
+                    visitor.emit(self, (t, PageView, page, None, None, None));
                 }
                 Search => {
                     let q = SEARCH_TERMS[self.rng.random_range(0..SEARCH_TERMS.len())];
-                    emit(self, t, Search, format!("/search?q={q}"), None, None, None);
+                    visitor.emit(self, (t, Search, format!("/search?q={q}"), None, None, None));
                 }
                 ProductView => {
                     // Browsing: often another product of the category just looked at.
@@ -413,51 +497,128 @@ impl Shop {
                         _ => self.pick_product(),
                     };
                     last_product = Some(p);
-                    emit(self, t, ProductView, format!("/product/{}", self.products[p].id), Some(p), None, None);
+                    visitor.view(self, t, p);
                 }
                 AddToCart => {
                     let p = last_product.expect("add_to_cart follows a product view");
                     let q = if self.rng.random_bool(0.85) { 1 } else { self.rng.random_range(2..5) };
                     cart.push((p, q));
-                    emit(self, t, AddToCart, format!("/product/{}", self.products[p].id), Some(p), Some(q), None);
+                    visitor.emit(self, (t, AddToCart, format!("/product/{}", self.products[p].id), Some(p), Some(q), None));
                     // Often an accessory of it too, looked at first.
                     let accessories = &self.products[p].accessories;
                     if !accessories.is_empty() && self.rng.random_bool(0.45) {
                         let a = accessories[self.rng.random_range(0..accessories.len())];
                         t += self.think_time();
-                        emit(self, t, ProductView, format!("/product/{}", self.products[a].id), Some(a), None, None);
+                        visitor.view(self, t, a);
                         t += self.think_time();
                         last_product = Some(a);
                         cart.push((a, 1));
-                        emit(self, t, AddToCart, format!("/product/{}", self.products[a].id), Some(a), Some(1), None);
+                        visitor.emit(self, (t, AddToCart, format!("/product/{}", self.products[a].id), Some(a), Some(1), None));
                     }
                 }
                 RemoveFromCart => {
                     let (p, q) = cart.swap_remove(self.rng.random_range(0..cart.len()));
-                    emit(self, t, RemoveFromCart, "/cart".to_owned(), Some(p), Some(q), None);
+                    visitor.emit(self, (t, RemoveFromCart, "/cart".to_owned(), Some(p), Some(q), None));
                 }
                 BeginCheckout => {
                     if cart.is_empty() {
                         return;
                     }
-                    emit(self, t, BeginCheckout, "/checkout".to_owned(), None, None, None);
+                    visitor.emit(self, (t, BeginCheckout, "/checkout".to_owned(), None, None, None));
                 }
                 Purchase => {
                     let order: String = UUIDv4.fake_with_rng(&mut self.rng);
                     for (line, (p, q)) in std::mem::take(&mut cart).into_iter().enumerate() {
-                        emit(
-                            self,
-                            t + line as Millis,
-                            Purchase,
-                            "/checkout/confirmation".to_owned(),
-                            Some(p),
-                            Some(q),
-                            Some(order.clone()),
-                        );
+                        let confirmation = "/checkout/confirmation".to_owned();
+                        visitor.emit(self, (t + line as Millis, Purchase, confirmation, Some(p), Some(q), Some(order.clone())));
                     }
                 }
             }
         }
+    }
+
+    /// A bot's visit starting at `start`, by a new user who never comes back. Each bot
+    /// draws its own pace (the mean time between its requests) and size.
+    fn bot_visit(&mut self, start: Millis) {
+        use EventType::*;
+        let user = self.new_user(start);
+        self.users[user].habit = Habit::OneTime;
+        self.users[user].bot = true;
+        let kind = BotKind::ALL[self.rng.random_range(0..BotKind::ALL.len())];
+        let visitor = Visitor { user, referrer: weighted(&mut self.rng, &REFERRERS), bot: Some(kind) };
+        let mut t = start;
+        let mut next = |shop: &mut Shop, pace: Millis| {
+            t += pace / 2 + shop.rng.random_range(0..pace);
+            t
+        };
+        match kind {
+            BotKind::Scraper => {
+                let pace = self.rng.random_range(300..4_000);
+                visitor.emit(self, (start, PageView, "/".to_owned(), None, None, None));
+                for _ in 0..self.rng.random_range(30..150) {
+                    let t = next(self, pace);
+                    if self.rng.random_bool(0.8) {
+                        // Breadth: any product, not the popular ones.
+                        let p = self.rng.random_range(0..self.products.len());
+                        visitor.view(self, t, p);
+                    } else {
+                        let page = format!("/category/{}", CATEGORIES[self.rng.random_range(0..CATEGORIES.len())].0);
+                        visitor.emit(self, (t, PageView, page, None, None, None));
+                    }
+                }
+            }
+            BotKind::CardTester => {
+                let pace = self.rng.random_range(1_500..8_000);
+                let product = self.cheap_product();
+                visitor.view(self, start, product);
+                for _ in 0..self.rng.random_range(5..25) {
+                    let page = format!("/product/{}", self.products[product].id);
+                    let t = next(self, pace);
+                    visitor.emit(self, (t, AddToCart, page, Some(product), Some(1), None));
+                    let t = next(self, pace);
+                    visitor.emit(self, (t, BeginCheckout, "/checkout".to_owned(), None, None, None));
+                    // Most cards are declined: no purchase follows.
+                    if self.rng.random_bool(0.6) {
+                        let order: String = UUIDv4.fake_with_rng(&mut self.rng);
+                        let t = next(self, pace);
+                        visitor.emit(self, (t, Purchase, "/checkout/confirmation".to_owned(), Some(product), Some(1), Some(order)));
+                    }
+                }
+            }
+            BotKind::CartStuffer => {
+                let pace = self.rng.random_range(1_000..6_000);
+                visitor.emit(self, (start, PageView, "/".to_owned(), None, None, None));
+                for _ in 0..self.rng.random_range(15..60) {
+                    let p = self.pick_product();
+                    if self.rng.random_bool(0.5) {
+                        let t = next(self, pace);
+                        visitor.view(self, t, p);
+                    }
+                    let t = next(self, pace);
+                    let quantity = self.rng.random_range(1..10);
+                    visitor.emit(self, (t, AddToCart, format!("/product/{}", self.products[p].id), Some(p), Some(quantity), None));
+                    if self.rng.random_bool(0.1) {
+                        let t = next(self, pace);
+                        visitor.emit(self, (t, RemoveFromCart, "/cart".to_owned(), Some(p), Some(quantity), None));
+                    }
+                }
+            }
+        }
+    }
+
+    /// A product under 10.00, or the cheapest of a few tries.
+    fn cheap_product(&mut self) -> usize {
+        let mut best = self.rng.random_range(0..self.products.len());
+        for _ in 0..50 {
+            if self.products[best].price_cents < 1_000 {
+                break;
+            }
+            let other = self.rng.random_range(0..self.products.len());
+            if self.products[other].price_cents < self.products[best].price_cents {
+                best = other;
+            }
+        }
+        best
     }
 
     /// Seconds to a minute between clicks; now and then a pause long enough to start a
@@ -591,5 +752,95 @@ mod tests {
         let with_accessory =
             orders.values().filter(|ps| ps.iter().any(|p| ps.iter().any(|q| shop.products[*p].accessories.contains(q)))).count();
         assert!(with_accessory * 20 > orders.len(), "{with_accessory} of {} orders hold a product and its accessory", orders.len());
+    }
+
+    /// One day of a shop at 1 event/s where 5 % of visits are bots.
+    fn day_with_bots() -> (Shop, Vec<SimEvent>) {
+        let mut shop = Shop::new(5, START, 1.0, false).with_bots(0.05);
+        let mut events = Vec::new();
+        loop {
+            let e = shop.next_event();
+            if e.time >= START + DAY {
+                return (shop, events);
+            }
+            events.push(e);
+        }
+    }
+
+    #[test]
+    fn bots_are_a_share_of_sessions_each_kind_with_its_own_behaviour() {
+        let (shop, events) = day_with_bots();
+        assert!((77_760..=95_040).contains(&events.len()), "the rate holds with bots: {} events in a day at 1/s", events.len());
+        // Sessions: each user's events split at 30 minutes.
+        let mut by_user: BTreeMap<usize, Vec<&SimEvent>> = BTreeMap::new();
+        for e in &events {
+            by_user.entry(e.user).or_default().push(e);
+        }
+        let mut sessions: Vec<Vec<&SimEvent>> = Vec::new();
+        for evs in by_user.values() {
+            for (i, e) in evs.iter().enumerate() {
+                if i == 0 || e.time - evs[i - 1].time >= 30 * 60_000 {
+                    sessions.push(Vec::new());
+                }
+                sessions.last_mut().unwrap().push(e);
+            }
+        }
+        let kind_of = |s: &Vec<&SimEvent>| s[0].bot;
+        assert!(sessions.iter().all(|s| s.iter().all(|e| e.bot == kind_of(s))), "a session is all bot or all human");
+        let bots = sessions.iter().filter(|s| kind_of(s).is_some()).count();
+        let share = bots as f64 / sessions.len() as f64;
+        assert!((0.035..0.065).contains(&share), "{bots} of {} sessions are bots'", sessions.len());
+        let median_gap = |s: &Vec<&SimEvent>| {
+            let mut gaps: Vec<Millis> = s.windows(2).map(|w| w[1].time - w[0].time).collect();
+            gaps.sort_unstable();
+            gaps.get(gaps.len() / 2).copied().unwrap_or(Millis::MAX)
+        };
+        let count = |s: &Vec<&SimEvent>, t: EventType| s.iter().filter(|e| e.event_type == t).count();
+        let products = |s: &Vec<&SimEvent>| s.iter().filter_map(|e| e.product).collect::<BTreeSet<_>>().len();
+        for kind in BotKind::ALL {
+            // Whole visits: not those the end of the day cuts short.
+            let of_kind: Vec<&Vec<&SimEvent>> =
+                sessions.iter().filter(|s| kind_of(s) == Some(kind) && s[0].time < START + DAY - 3_600_000).collect();
+            assert!(of_kind.len() >= 30, "{} {kind:?} sessions", of_kind.len());
+            for s in of_kind {
+                match kind {
+                    BotKind::Scraper => {
+                        let (gap, n) = (median_gap(s), products(s));
+                        assert!(gap < 5_000 && n >= 15, "a scraper is fast and broad: {gap} ms, {n} products");
+                        assert_eq!(count(s, EventType::AddToCart) + count(s, EventType::Purchase), 0);
+                    }
+                    BotKind::CardTester => {
+                        let (checkouts, n) = (count(s, EventType::BeginCheckout), products(s));
+                        assert!(checkouts >= 5 && n == 1, "a card tester repeats one product: {checkouts} checkouts, {n} products");
+                        assert!(
+                            s.iter()
+                                .filter(|e| e.event_type == EventType::Purchase)
+                                .all(|e| e.quantity == Some(1) && shop.products[e.product.unwrap()].price_cents < 2_000),
+                            "small purchases"
+                        );
+                    }
+                    BotKind::CartStuffer => {
+                        assert!(count(s, EventType::AddToCart) >= 15, "a cart stuffer fills the cart");
+                        assert_eq!(count(s, EventType::BeginCheckout) + count(s, EventType::Purchase), 0, "and never pays");
+                    }
+                }
+            }
+        }
+        // Shoppers are slower, and nothing in a bot's fields sets it apart.
+        let mut human_gaps: Vec<Millis> = sessions.iter().filter(|s| kind_of(s).is_none() && s.len() > 2).map(median_gap).collect();
+        human_gaps.sort_unstable();
+        assert!(human_gaps[human_gaps.len() / 2] > 10_000, "shoppers take their time");
+        let agents =
+            |bot: bool| events.iter().filter(|e| e.bot.is_some() == bot).map(|e| shop.users[e.user].user_agent).collect::<BTreeSet<_>>();
+        assert!(agents(true).is_subset(&agents(false)), "bots use shoppers' user agents");
+    }
+
+    #[test]
+    fn without_bots_the_stream_is_as_before() {
+        let mut plain = Shop::new(9, START, 1.0, false);
+        let mut none = Shop::new(9, START, 1.0, false).with_bots(0.0);
+        for _ in 0..2_000 {
+            assert_eq!(plain.next_event().event_id, none.next_event().event_id);
+        }
     }
 }
