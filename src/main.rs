@@ -11,6 +11,7 @@ mod monitor;
 mod process;
 mod producer;
 mod report;
+mod serve;
 mod signals;
 mod sink;
 mod source;
@@ -53,6 +54,28 @@ enum Command {
     /// Measure each stage on one file (plain batch baseline, dataflow core, parse +
     /// dataflow, file -> PostgreSQL): lines/s, peak memory, window-end -> final-row latency.
     Bench(BenchArgs),
+    /// Serve the results over HTTP (JSON): /health, /metrics, /v1/users/{user_id},
+    /// /v1/products/{product_id}/recommendations; until stopped.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// PostgreSQL URL [default: $DATABASE_URL].
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    postgres: String,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: String,
+    /// Longest wait for a database connection or query: past it, a 503.
+    #[arg(long, default_value = "2s", value_parser = cli::duration)]
+    db_timeout: Millis,
+    /// Longest time a request may take in all: past it, a 503.
+    #[arg(long, default_value = "5s", value_parser = cli::duration)]
+    request_timeout: Millis,
+    /// Connections to PostgreSQL at most.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    connections: u16,
 }
 
 #[derive(Args)]
@@ -448,6 +471,17 @@ fn run(command: Command) -> Result<()> {
                 println!("{}", path.display());
             }
             Ok(())
+        }
+        Command::Serve(a) => {
+            let ms = |v: Millis| Duration::from_millis(v.max(1) as u64);
+            let options = serve::Options {
+                postgres: a.postgres,
+                addr: a.addr,
+                db_timeout: ms(a.db_timeout),
+                request_timeout: ms(a.request_timeout),
+                connections: usize::from(a.connections),
+            };
+            serve::run(options, signals::stop_flag()?)
         }
         Command::Monitor(a) => {
             let ms = |v: Millis| Duration::from_millis(v as u64);

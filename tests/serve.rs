@@ -1,0 +1,225 @@
+//! `clickflow serve` as a client sees it: a real server on a real database filled by the
+//! processor, every route, bad input, unknown ids, a database that is gone or silent,
+//! and concurrent clients.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::*;
+
+/// A running `clickflow serve`, stopped on drop.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(postgres: &str, extra: &[&str], label: &str) -> Server {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr = format!("127.0.0.1:{port}");
+        let dir = scratch(label);
+        let args = [&["serve", "--postgres", postgres, "--addr", &addr][..], extra].concat();
+        let child = spawn_clickflow(&args, &[], &dir, "serve");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "serve did not listen: {}", stderr_of(&dir, "serve"));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Server { child, addr }
+    }
+
+    /// `GET path`: the status and the body. A client timeout of 20 s stands for a hang.
+    fn get(&self, path: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(&self.addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap_or_else(|e| panic!("GET {path}: no answer ({e})"));
+        let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("GET {path}: {text:?}"));
+        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+        (status, body)
+    }
+
+    fn json(&self, path: &str) -> (u16, Value) {
+        let (status, body) = self.get(path);
+        (status, serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}")))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A database holding two processed days of shoppers, so that every table has rows.
+fn filled(label: &str) -> TestDb {
+    let dir = scratch(label);
+    let file = dir.join("events.jsonl");
+    let file = file.to_str().unwrap();
+    clickflow(&["produce", "--days", "2", "--events-per-second", "0.2", "--seed", "6", "--out", file]);
+    let db = TestDb::new(label);
+    clickflow(&["process", "--input", file, "--postgres", &db.url, "--quiet"]);
+    db
+}
+
+#[test]
+fn every_route_answers_from_the_tables() {
+    let db = filled("serve_routes");
+    let server = Server::start(&db.url, &[], "serve-routes");
+    let mut client = db.client();
+
+    let (status, health) = server.json("/health");
+    assert_eq!((status, &health["status"], &health["database"]), (200, &"ok".into(), &"reachable".into()), "{health}");
+    assert_eq!(health["watermark"], "infinity", "a bounded replay ends with W at +infinity");
+    assert!(health["latest_progress_age_seconds"].as_f64().is_some(), "{health}");
+
+    // A buyer: their customer_rfm row, and their sessions newest first.
+    let row =
+        client.query_one("SELECT user_id, segment, frequency FROM customer_rfm ORDER BY frequency DESC, user_id LIMIT 1", &[]).unwrap();
+    let (user, segment, frequency): (String, String, i64) = (row.get(0), row.get(1), row.get(2));
+    let sessions: i64 = client.query_one("SELECT count(*) FROM sessions WHERE user_id = $1", &[&user]).unwrap().get(0);
+    let (status, body) = server.json(&format!("/v1/users/{user}"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((&body["rfm"]["segment"], &body["rfm"]["frequency"]), (&segment.into(), &frequency.into()));
+    let listed = body["sessions"].as_array().unwrap();
+    assert_eq!(listed.len() as i64, sessions.min(20));
+    let starts: Vec<&str> = listed.iter().map(|s| s["session_start"].as_str().unwrap()).collect();
+    assert!(starts.windows(2).all(|w| w[0] > w[1]), "newest first: {starts:?}");
+    let (_, one) = server.json(&format!("/v1/users/{user}?sessions=1"));
+    assert_eq!(one["sessions"].as_array().unwrap().len(), 1);
+
+    // A product with partners: its rows of product_pairs and product_similar, best first.
+    let product: String =
+        client.query_one("SELECT product_id FROM product_pairs ORDER BY orders_together DESC, product_id LIMIT 1", &[]).unwrap().get(0);
+    let (status, body) = server.json(&format!("/v1/products/{product}/recommendations"));
+    assert_eq!(status, 200, "{body}");
+    let bought: Vec<String> = client
+        .query(
+            "SELECT other_product_id FROM product_pairs WHERE product_id = $1 ORDER BY orders_together DESC, other_product_id",
+            &[&product],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let served: Vec<&str> = body["bought_together"].as_array().unwrap().iter().map(|p| p["product_id"].as_str().unwrap()).collect();
+    assert_eq!(served, bought);
+    let viewed: i64 = client.query_one("SELECT count(*) FROM product_similar WHERE product_id = $1", &[&product]).unwrap().get(0);
+    assert!(viewed > 0, "the product is viewed with others too");
+    let similar = body["viewed_together"].as_array().unwrap();
+    assert_eq!(similar.len() as i64, viewed);
+    let similarities: Vec<f64> = similar.iter().map(|p| p["similarity"].as_f64().unwrap()).collect();
+    assert!(similarities.windows(2).all(|w| w[0] >= w[1]), "best first: {similarities:?}");
+
+    let (status, metrics) = server.get("/metrics");
+    assert_eq!(status, 200);
+    assert!(metrics.contains("clickflow_serve_requests_total{route=\"/v1/users/{user_id}\",status=\"200\"} 2"), "{metrics}");
+    assert!(metrics.contains("clickflow_serve_requests_total{route=\"/health\",status=\"200\"} 1"), "{metrics}");
+}
+
+#[test]
+fn bad_input_is_a_400_naming_the_field_and_unknown_ids_a_404() {
+    let db = filled("serve_input");
+    let server = Server::start(&db.url, &[], "serve-input");
+    let user: String = db.client().query_one("SELECT user_id FROM sessions LIMIT 1", &[]).unwrap().get(0);
+    for bad in ["0", "1001", "abc", "-1", "2.5", ""] {
+        let (status, body) = server.json(&format!("/v1/users/{user}?sessions={bad}"));
+        assert_eq!((status, &body["field"]), (400, &"sessions".into()), "sessions={bad}: {body}");
+    }
+    let long = "u".repeat(300);
+    for (path, field) in [
+        (format!("/v1/users/{long}"), "user_id"),
+        ("/v1/users/a%01b".to_owned(), "user_id"),
+        (format!("/v1/products/{long}/recommendations"), "product_id"),
+    ] {
+        let (status, body) = server.json(&path);
+        assert_eq!((status, &body["field"]), (400, &field.into()), "{path}: {body}");
+        assert!(body["error"].as_str().unwrap().contains(field), "{body}");
+    }
+    for path in ["/v1/users/nobody-at-all", "/v1/products/P99999/recommendations", "/v1/nothing", "/"] {
+        let (status, body) = server.json(path);
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(body["error"].is_string(), "{body}");
+    }
+}
+
+#[test]
+fn a_missing_or_silent_database_is_a_503_not_a_hang() {
+    // Nothing listens there.
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let server = Server::start(&format!("postgres://postgres@127.0.0.1:{closed}/x"), &["--db-timeout", "500ms"], "serve-closed");
+    let (status, body) = server.json("/health");
+    assert_eq!((status, &body["status"], &body["database"]), (503, &"unavailable".into(), &"unreachable".into()), "{body}");
+    let (status, body) = server.json("/v1/users/u1");
+    assert_eq!(status, 503, "{body}");
+
+    // Something accepts connections and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let server = Server::start(&format!("postgres://postgres@127.0.0.1:{port}/x"), &["--db-timeout", "500ms"], "serve-silent");
+    let (status, body) = server.json("/v1/products/P1/recommendations");
+    assert_eq!(status, 503, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("did not answer"), "{body}");
+
+    // A database that goes away while serving, and comes back.
+    let pg = PgServer::start("serve");
+    let empty = scratch("serve-restart").join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    clickflow(&["process", "--input", empty.to_str().unwrap(), "--postgres", &pg.url("postgres"), "--quiet"]);
+    let server = Server::start(&pg.url("postgres"), &["--db-timeout", "500ms"], "serve-restart");
+    assert_eq!(server.json("/health").0, 200);
+    pg.down();
+    assert_eq!(server.json("/health").0, 503);
+    pg.up();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.json("/health").0 != 200 {
+        assert!(Instant::now() < deadline, "the server did not reconnect");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn concurrent_clients_all_get_their_answers() {
+    let db = filled("serve_load");
+    let server = Server::start(&db.url, &[], "serve-load");
+    let users: Vec<String> =
+        db.client().query("SELECT DISTINCT user_id FROM sessions ORDER BY 1 LIMIT 50", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    let (clients, each) = (16, 40);
+    let latencies: Vec<Duration> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..clients)
+            .map(|c| {
+                let (server, users) = (&server, &users);
+                s.spawn(move || {
+                    (0..each)
+                        .map(|i| {
+                            let user = &users[(c * each + i) % users.len()];
+                            let started = Instant::now();
+                            let (status, body) = server.get(&format!("/v1/users/{user}"));
+                            assert_eq!(status, 200, "{user}: {body}");
+                            started.elapsed()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(latencies.len(), clients * each);
+    let mut ms: Vec<f64> = latencies.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    ms.sort_by(f64::total_cmp);
+    // Figures for the README (a debug build: see the README for how they were taken).
+    println!(
+        "{} requests from {clients} clients: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        ms.len(),
+        ms[ms.len() / 2],
+        ms[ms.len() * 99 / 100],
+        ms[ms.len() - 1]
+    );
+}
