@@ -25,5 +25,6 @@ pub mod event;
 pub mod ingest;
 pub mod operators;
 pub mod pipeline;
+pub mod risk;
 pub mod rows;
 pub mod time;
