@@ -22,30 +22,30 @@ pub struct Click {
     pub event_id: Text,
     pub event_type: EventType,
     pub page: Text,
-    pub units: i64,
+    /// The event's `quantity`, 0 without one.
+    pub quantity: i64,
     pub revenue_cents: i64,
     pub device: Text,
     pub country: Text,
     pub referrer: Text,
-    /// The product of a `product_view`, for `product_similar`.
-    pub viewed: Option<Text>,
+    /// The event's `product_id`, for `product_similar` and the risk features.
+    pub product: Option<Text>,
 }
 
 impl Click {
     /// The user and the click of one event.
     pub fn of(e: &Event) -> (Text, Click) {
-        let units = if e.event_type == EventType::Purchase { e.quantity.unwrap_or(0) } else { 0 };
         let click = Click {
             time: e.event_time,
             event_id: e.event_id.clone(),
             event_type: e.event_type,
             page: e.page.clone(),
-            units,
+            quantity: e.quantity.unwrap_or(0),
             revenue_cents: e.revenue_cents(),
             device: e.device.clone(),
             country: e.country.clone(),
             referrer: e.referrer.clone(),
-            viewed: if e.event_type == EventType::ProductView { e.product_id.clone() } else { None },
+            product: e.product_id.clone(),
         };
         (e.user_id.clone(), click)
     }
@@ -135,7 +135,7 @@ fn session_row(user_id: &Text, clicks: &[Click], is_final: bool) -> SessionRow {
         session_start: first.time,
         session_end: last.time,
         counts,
-        units: clicks.iter().map(|c| c.units).sum(),
+        units: clicks.iter().filter(|c| c.event_type == EventType::Purchase).map(|c| c.quantity).sum(),
         revenue_cents: clicks.iter().map(|c| c.revenue_cents).sum(),
         landing_page: first.page.clone(),
         exit_page: last.page.clone(),
@@ -144,7 +144,8 @@ fn session_row(user_id: &Text, clicks: &[Click], is_final: bool) -> SessionRow {
         referrer: first.referrer.clone(),
         funnel_step: funnel_step(clicks),
         viewed: if is_final {
-            clicks.iter().filter_map(|c| c.viewed.clone()).collect::<BTreeSet<_>>().into_iter().collect()
+            let views = clicks.iter().filter(|c| c.event_type == EventType::ProductView);
+            views.filter_map(|c| c.product.clone()).collect::<BTreeSet<_>>().into_iter().collect()
         } else {
             Vec::new()
         },
@@ -207,12 +208,12 @@ mod tests {
             event_id: id.into(),
             event_type: t,
             page: format!("/{id}").into(),
-            units: if t == EventType::Purchase { 1 } else { 0 },
+            quantity: if t == EventType::Purchase { 1 } else { 0 },
             revenue_cents: if t == EventType::Purchase { 1000 } else { 0 },
             device: "mobile".into(),
             country: "FR".into(),
             referrer: "ads".into(),
-            viewed: (t == EventType::ProductView).then(|| format!("p-{id}").into()),
+            product: (t == EventType::ProductView).then(|| format!("p-{id}").into()),
         };
         ("u".into(), c)
     }
