@@ -42,7 +42,7 @@ use crate::operators::cohorts::{Cohorts, Retention, Seen, DAY};
 use crate::operators::dedupe::{Candidate, Dedupe, Verdict};
 use crate::operators::pairs::Pairs;
 use crate::operators::rfm::Rfm;
-use crate::operators::sales::{Order, Purchase, Sale};
+use crate::operators::sales::{NewDays, Order, Purchase, Sale};
 use crate::operators::sessions::{Click, Sessionize};
 use crate::operators::similar::{Similar, Viewed};
 use crate::operators::windows::Windowed;
@@ -142,9 +142,11 @@ pub fn clickstream<'scope>(feeds: Feeds<'scope>, watermarks: Watermarks<'scope>,
     let members = feeds.activity.by_epoch(watermarks.clone(), |(user, _)| route(user), "Cohorts", Cohorts::default());
     let cohorts = members.by_epoch(watermarks.clone(), |m| route(&m.cohort()), "Retention", Retention::default());
     // Scores are ranks over every purchasing user: one worker holds them all.
-    let rfm = feeds.sales.clone().by_epoch(watermarks.clone(), |_| 0, "Rfm", Rfm::default());
+    let mut new_days = NewDays::default();
+    let sales = feeds.sales.filter(move |sale| new_days.keeps(sale));
+    let rfm = sales.clone().by_epoch(watermarks.clone(), |_| 0, "Rfm", Rfm::default());
     // So do pairs: the count of all orders is in every lift.
-    let pairs = feeds.sales.by_epoch(watermarks.clone(), |_| 0, "Pairs", Pairs::default());
+    let pairs = sales.by_epoch(watermarks.clone(), |_| 0, "Pairs", Pairs::default());
     // And the similar products: a session's products are counted together.
     let viewed = sessions
         .clone()
@@ -236,7 +238,7 @@ impl Inputs {
     /// `order_id` or else its `event_id` naming its order.
     pub fn restore_purchase(&mut self, purchase: RestoredPurchase) {
         let RestoredPurchase { user, time, order_id, event_id, product, revenue_cents } = purchase;
-        let order = order_id.map_or(Order::Event(event_id), Order::Id);
+        let order = order_id.map_or(Order::Event(event_id, time), Order::Id);
         self.sales.insert(Sale::Purchase(Purchase { user, time, order, product, revenue_cents }));
     }
 

@@ -170,18 +170,25 @@ fn similar(sessions: &BTreeMap<(Text, Millis), SessionRow>) -> BTreeMap<(Text, T
     rows
 }
 
+/// An order (CONTRACT §7): its `order_id`, or a purchase without one, named as
+/// `events_raw` keys it.
+type OrderKey = (Option<Text>, Option<(Text, Millis)>);
+
+fn order_key(e: &Event) -> OrderKey {
+    match &e.order_id {
+        Some(id) => (Some(id.clone()), None),
+        None => (None, Some((e.event_id.clone(), e.event_time))),
+    }
+}
+
 /// CONTRACT §7 `product_pairs` once the input has ended (every order counts): for each
 /// product, the other products sharing at least 2 orders with it, best 10 by orders
 /// together, then by id.
 fn pairs(events: &BTreeMap<(Text, Millis), Event>) -> BTreeMap<(Text, Text), PairRow> {
-    // Each order's products: `order_id`, or the event id of a purchase without one.
-    let mut orders: HashMap<(bool, &str), BTreeSet<&str>> = HashMap::new();
+    // Each order's products.
+    let mut orders: HashMap<OrderKey, BTreeSet<&str>> = HashMap::new();
     for e in events.values().filter(|e| e.event_type == EventType::Purchase) {
-        let key = match &e.order_id {
-            Some(id) => (true, id.as_str()),
-            None => (false, e.event_id.as_str()),
-        };
-        let products = orders.entry(key).or_default();
+        let products = orders.entry(order_key(e)).or_default();
         products.extend(e.product_id.as_deref());
     }
     let holding = |p: &str| orders.values().filter(|ps| ps.contains(p)).count() as i64;
@@ -231,16 +238,13 @@ fn rfm(events: &BTreeMap<(Text, Millis), Event>) -> BTreeMap<Text, RfmRow> {
     const DAY: Millis = 86_400_000;
     let Some(latest) = events.values().map(|e| e.event_time).max() else { return BTreeMap::new() };
     let as_of = start_of(latest, DAY) + DAY;
-    // Per user: last purchase, orders (order_id, or the event id of a purchase without one), revenue.
-    type Customer = (Millis, HashSet<(bool, Text)>, i64);
+    // Per user: last purchase, orders, revenue.
+    type Customer = (Millis, HashSet<OrderKey>, i64);
     let mut users: BTreeMap<Text, Customer> = BTreeMap::new();
     for e in events.values().filter(|e| e.event_type == EventType::Purchase) {
         let u = users.entry(e.user_id.clone()).or_insert((Millis::MIN, HashSet::new(), 0));
         u.0 = u.0.max(e.event_time);
-        u.1.insert(match &e.order_id {
-            Some(id) => (true, id.clone()),
-            None => (false, e.event_id.clone()),
-        });
+        u.1.insert(order_key(e));
         u.2 += revenue(e);
     }
     let n = users.len() as i64;

@@ -18,11 +18,16 @@ use crate::event::Text;
 use crate::rows::RfmRow;
 use crate::time::Millis;
 
-#[derive(Default)]
 struct Customer {
     last_purchase_at: Millis,
     orders: HashSet<Order>,
     monetary_cents: i64,
+}
+
+impl Default for Customer {
+    fn default() -> Self {
+        Customer { last_purchase_at: Millis::MIN, orders: HashSet::new(), monetary_cents: 0 }
+    }
 }
 
 /// The segment of CONTRACT §7 for recency and frequency scores.
@@ -190,12 +195,29 @@ mod tests {
     #[test]
     fn a_purchase_without_an_order_id_is_an_order_of_its_own() {
         let mut rfm = Rfm::default();
-        let lines = |id: &str| bought("a", D0, Order::Event(id.into()), 100);
+        let lines = |id: &str| bought("a", D0, Order::Event(id.into(), D0), 100);
         let out = close(
             &mut rfm,
             vec![lines("e1"), lines("e2"), purchase("a", 0, "o1", 100), purchase("a", 0, "o1", 100), Sale::Day(D0)],
             Millis::MAX,
         );
         assert_eq!(out[0].0.frequency, 3);
+    }
+
+    #[test]
+    fn an_event_id_back_after_the_dedupe_forgot_it_is_another_order() {
+        let mut rfm = Rfm::default();
+        let again = |time: Millis| bought("a", time, Order::Event("e1".into(), time), 100);
+        let out = close(&mut rfm, vec![again(D0), again(D0 + 3_600_000), Sale::Day(D0)], Millis::MAX);
+        assert_eq!(out[0].0.frequency, 2);
+    }
+
+    #[test]
+    fn purchases_before_1970_are_the_last_purchase_too() {
+        let mut rfm = Rfm::default();
+        let before_1970 = -10 * DAY + 5;
+        let out = close(&mut rfm, vec![bought("a", before_1970, Order::Id("o".into()), 100), Sale::Day(-10 * DAY)], Millis::MAX);
+        let row = &out[0].0;
+        assert_eq!((row.last_purchase_at, row.as_of, row.recency_days), (before_1970, -9 * DAY, 0));
     }
 }

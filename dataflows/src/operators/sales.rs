@@ -14,11 +14,13 @@ use super::cohorts::DAY;
 use crate::event::{Event, EventType, Text};
 use crate::time::{window_start, Millis};
 
-/// An order: its `order_id`, or for a purchase without one, the purchase itself.
+/// An order: its `order_id`, or for a purchase without one, the purchase itself, named
+/// as `events_raw` keys it (`event_id`, `event_time`): an id may come back once the
+/// dedupe has forgotten it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Order {
     Id(Text),
-    Event(Text),
+    Event(Text, Millis),
 }
 
 /// One purchase event, as the analytics need it.
@@ -45,7 +47,7 @@ impl Sale {
         let purchase = (e.event_type == EventType::Purchase).then(|| {
             let order = match &e.order_id {
                 Some(id) => Order::Id(id.clone()),
-                None => Order::Event(e.event_id.clone()),
+                None => Order::Event(e.event_id.clone(), e.event_time),
             };
             Sale::Purchase(Purchase {
                 user: e.user_id.clone(),
@@ -56,6 +58,26 @@ impl Sale {
             })
         });
         purchase.into_iter().chain([Sale::Day(window_start(e.event_time, DAY))])
+    }
+}
+
+/// Keeps, of one worker's sales, the purchases and each day later than any before: the
+/// [`Ledger`] only needs the latest day holding an event, and every event names one.
+#[derive(Default)]
+pub struct NewDays {
+    latest: Option<Millis>,
+}
+
+impl NewDays {
+    pub fn keeps(&mut self, sale: &Sale) -> bool {
+        match sale {
+            Sale::Purchase(_) => true,
+            Sale::Day(day) if self.latest.is_some_and(|latest| latest >= *day) => false,
+            Sale::Day(day) => {
+                self.latest = Some(*day);
+                true
+            }
+        }
     }
 }
 
@@ -133,6 +155,17 @@ mod tests {
 
     fn purchase(day: i64) -> Sale {
         Sale::Purchase(Purchase { user: "u".into(), time: D0 + day * DAY, order: Order::Id("o".into()), product: None, revenue_cents: 1 })
+    }
+
+    #[test]
+    fn only_days_later_than_any_before_go_on() {
+        let mut new_days = NewDays::default();
+        let kept: Vec<bool> =
+            [Sale::Day(D0), Sale::Day(D0), purchase(0), Sale::Day(D0 - DAY), Sale::Day(D0 + DAY), purchase(0), Sale::Day(D0 + DAY)]
+                .iter()
+                .map(|s| new_days.keeps(s))
+                .collect();
+        assert_eq!(kept, [true, false, true, false, true, true, false]);
     }
 
     #[test]
