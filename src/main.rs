@@ -284,6 +284,10 @@ struct ProcessArgs {
     /// Length of the `product_stats`, `funnel` and `conversion` windows.
     #[arg(long, default_value = "1h", value_parser = cli::duration)]
     stats_window: Millis,
+    /// session_risk holds the final sessions whose risk score (0-100) is at least this.
+    /// Over 50, so that every session held has a reason.
+    #[arg(long, default_value_t = 70, value_parser = clap::value_parser!(u8).range(51..=100))]
+    risk_threshold: u8,
     /// Timely worker threads (per process).
     #[arg(short = 'w', long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     workers: u16,
@@ -408,7 +412,12 @@ fn run(command: Command) -> Result<()> {
                 input,
                 cluster,
                 postgres: a.postgres.clone(),
-                settings: Settings { session_gap: a.session_gap, traffic_window: a.traffic_window, stats_window: a.stats_window },
+                settings: Settings {
+                    session_gap: a.session_gap,
+                    traffic_window: a.traffic_window,
+                    stats_window: a.stats_window,
+                    risk_threshold: a.risk_threshold,
+                },
                 watermark_delay: a.watermark_delay,
                 idle_timeout: a.idle_timeout,
                 dedupe_horizon: a.dedupe_horizon,

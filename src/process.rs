@@ -510,6 +510,12 @@ fn work(worker: &mut Worker, shared: &Shared) -> Result<Option<(Counts, bool)>> 
         if let Some(latest) = restore.latest {
             inputs.restore_latest(latest);
         }
+        for version in restore.risk_versions {
+            inputs.restore_risk_version(version);
+        }
+        for events in restore.risk_sample {
+            inputs.restore_risk_sample(&events);
+        }
         for event in restore.events {
             inputs.restore(event);
         }

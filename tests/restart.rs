@@ -395,9 +395,11 @@ fn customer_analytics_survive_a_restart_in_the_middle_of_a_day() {
     // Three days of shoppers coming back; the processor is stopped on the second day,
     // with that day's cohort rows open, its purchases not yet in customer_rfm or
     // product_pairs and sessions open (product_similar is restored from the final
-    // sessions before them and the events after), and started again for the rest.
+    // sessions before them and the events after; session_risk from the stored model
+    // versions and the sampled sessions), and started again for the rest.
     let file = dir.join("events.jsonl");
-    let mut args = vec!["produce", "--days", "3", "--events-per-second", "0.05", "--seed", "21", "--out", file.to_str().unwrap()];
+    let mut args =
+        vec!["produce", "--days", "3", "--events-per-second", "0.05", "--bots", "0.03", "--seed", "21", "--out", file.to_str().unwrap()];
     args.extend(FAULTS);
     clickflow(&args);
     let lines = read_lines(&file);
@@ -405,6 +407,8 @@ fn customer_analytics_survive_a_restart_in_the_middle_of_a_day() {
     assert!(expected.cohorts.keys().filter(|(_, offset)| *offset > 0).count() >= 3, "shoppers come back on later days");
     assert!(expected.rfm.len() > 50 && expected.pairs.len() >= 4, "{} customers, {} pairs", expected.rfm.len(), expected.pairs.len());
     assert!(expected.similar.len() > 100, "{} similar products", expected.similar.len());
+    let forests: Vec<&String> = expected.models.values().filter(|m| m.sessions >= 256).map(|m| &m.model).collect();
+    assert!(forests.len() >= 2 && expected.risk.len() > 20, "{} forest versions, {} sessions at risk", forests.len(), expected.risk.len());
     let cut = lines.len() * 11 / 20; // in the second day
     let broker = mock_broker("cohorts", 1);
     let brokers = broker.bootstrap_servers();
@@ -423,6 +427,9 @@ fn customer_analytics_survive_a_restart_in_the_middle_of_a_day() {
     assert!(wait(&mut first, Duration::from_secs(30), "the first run").success());
     let open: i64 = client.query_one("SELECT count(*) FROM cohort_retention WHERE NOT is_final", &[]).unwrap().get(0);
     assert!(open > 0, "the second day's rows are open at the stop");
+    let mut stored = |sql: &str| -> i64 { client.query_one(sql, &[]).unwrap().get(0) };
+    assert!(stored("SELECT count(*) FROM session_risk") > 0, "sessions at risk before the stop");
+    assert_eq!(stored("SELECT count(*) FROM risk_models WHERE jsonb_typeof(model->'forest') = 'object'"), 1, "the second day's version");
 
     send(&brokers, "cohorts", &lines[cut..].iter().map(|l| (0, l.clone())).collect::<Vec<_>>());
     clickflow(&["process", "--brokers", &brokers, "--topic", "cohorts", "--until-idle", "2s", "--postgres", &db.url, "--quiet"]);

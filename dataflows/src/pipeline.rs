@@ -42,11 +42,13 @@ use crate::operators::cohorts::{Cohorts, Retention, Seen, DAY};
 use crate::operators::dedupe::{Candidate, Dedupe, Verdict};
 use crate::operators::pairs::Pairs;
 use crate::operators::rfm::Rfm;
+use crate::operators::risk::{Assess, Assessed, FinalSession, Risk};
 use crate::operators::sales::{NewDays, Order, Purchase, Sale};
 use crate::operators::sessions::{Click, Sessionize};
 use crate::operators::similar::{Similar, Viewed};
 use crate::operators::windows::Windowed;
-use crate::rows::{Change, DeadLetter};
+use crate::risk::features::Features;
+use crate::rows::{Change, DeadLetter, ModelRow};
 use crate::time::{window_start, Millis};
 
 /// The epoch in which a restarted processor feeds back the events its open rows were
@@ -60,11 +62,13 @@ pub struct Settings {
     pub session_gap: Millis,
     pub traffic_window: Millis,
     pub stats_window: Millis,
+    /// `session_risk` holds the final sessions scoring at least this (0–100).
+    pub risk_threshold: u8,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { session_gap: 30 * 60_000, traffic_window: 60_000, stats_window: 3_600_000 }
+        Settings { session_gap: 30 * 60_000, traffic_window: 60_000, stats_window: 3_600_000, risk_threshold: 70 }
     }
 }
 
@@ -90,6 +94,9 @@ pub struct Feeds<'scope> {
     /// The products viewed in final sessions a restart does not rebuild (see
     /// [`Inputs::restore_viewed`]); the others come from the sessions.
     pub viewed: VecCollection<'scope, u64, Viewed>,
+    /// Restored: stored model versions and the sample's final sessions (see
+    /// [`Inputs::restore_risk_version`], [`Inputs::restore_risk_sample`]).
+    pub risk: VecCollection<'scope, u64, Assess>,
 }
 
 /// What the traffic operator takes of an event.
@@ -109,7 +116,7 @@ fn seen(event: &Event) -> (Text, Seen) {
 
 /// Builds the operators; `watermarks` carries `(epoch, W)` from the sources, broadcast.
 pub fn clickstream<'scope>(feeds: Feeds<'scope>, watermarks: Watermarks<'scope>, settings: Settings) -> VecCollection<'scope, u64, Change> {
-    let Settings { session_gap, traffic_window, stats_window } = settings;
+    let Settings { session_gap, traffic_window, stats_window, risk_threshold } = settings;
 
     let sessions = feeds.clicks.by_epoch(watermarks.clone(), |(user, _)| route(user), "Sessions", Sessionize::new(session_gap));
 
@@ -152,13 +159,27 @@ pub fn clickstream<'scope>(feeds: Feeds<'scope>, watermarks: Watermarks<'scope>,
         .clone()
         .flat_map(move |s| (s.is_final && !s.viewed.is_empty()).then_some((s.session_end + session_gap, s.viewed)))
         .concat(feeds.viewed);
-    let similar = viewed.by_epoch(watermarks, |_| 0, "Similar", Similar::default());
+    let similar = viewed.by_epoch(watermarks.clone(), |_| 0, "Similar", Similar::default());
+    // And the risk scoring: each day's model version learns from a sample of them all.
+    let risk = sessions
+        .clone()
+        .flat_map(move |s| {
+            let features = *s.features?;
+            let (user_id, session_start, session_end) = (s.user_id, s.session_start, s.session_end);
+            Some(Assess::Final(FinalSession { final_at: session_end + session_gap, user_id, session_start, session_end, features }))
+        })
+        .concat(feeds.risk)
+        .by_epoch(watermarks, |_| 0, "Risk", Risk::new(risk_threshold));
 
     sessions.map(Change::Session).concatenate([
         cohorts.map(Change::Cohort),
         rfm.map(Change::Rfm),
         pairs.map(Change::Pair),
         similar.map(Change::Similar),
+        risk.map(|a| match a {
+            Assessed::Risk(r) => Change::Risk(r),
+            Assessed::Version(m) => Change::RiskModel(m),
+        }),
         traffic.map(Change::Traffic),
         products.map(Change::Product),
         funnel.map(Change::Funnel),
@@ -185,6 +206,7 @@ pub struct Inputs {
     activity: InputSession<u64, (Text, Seen), isize>,
     sales: InputSession<u64, Sale, isize>,
     viewed: InputSession<u64, Viewed, isize>,
+    risk: InputSession<u64, Assess, isize>,
     records: InputSession<u64, Change, isize>,
     watermarks: InputHandle<u64, CapacityContainerBuilder<Vec<(u64, Millis)>>>,
     settings: Settings,
@@ -253,6 +275,30 @@ impl Inputs {
         }
     }
 
+    /// In the [`RESTORE_EPOCH`], for `session_risk`: a stored model version, from the
+    /// day of the earliest session the restore may make final again on.
+    pub fn restore_risk_version(&mut self, version: ModelRow) {
+        self.risk.insert(Assess::Version(version));
+    }
+
+    /// In the [`RESTORE_EPOCH`], for `session_risk`: a final session the restored events
+    /// do not rebuild, among the [`crate::risk::score::SAMPLE`] with the smallest
+    /// [`crate::risk::score::sample_key`] (the ones that can be in the sample), with its
+    /// events.
+    pub fn restore_risk_sample(&mut self, events: &[Event]) {
+        let mut clicks: Vec<(Text, Click)> = events.iter().map(Click::of).collect();
+        clicks.sort_by(|(_, a), (_, b)| (a.time, &a.event_id).cmp(&(b.time, &b.event_id)));
+        let (Some((user_id, first)), Some((_, last))) = (clicks.first(), clicks.last()) else { return };
+        let session = FinalSession {
+            final_at: last.time + self.settings.session_gap,
+            user_id: user_id.clone(),
+            session_start: first.time,
+            session_end: last.time,
+            features: Features::of(&clicks.iter().map(|(_, c)| c.clone()).collect::<Vec<_>>()),
+        };
+        self.risk.insert(Assess::Sampled(session));
+    }
+
     /// In the [`RESTORE_EPOCH`], for the daily analytics: the latest event time accepted.
     pub fn restore_latest(&mut self, time: Millis) {
         self.sales.insert(Sale::Day(window_start(time, DAY)));
@@ -298,6 +344,7 @@ impl Inputs {
         self.activity.advance_to(epoch + 1);
         self.sales.advance_to(epoch + 1);
         self.viewed.advance_to(epoch + 1);
+        self.risk.advance_to(epoch + 1);
         self.records.advance_to(epoch + 1);
         self.watermarks.advance_to(epoch + 1);
         if let Some((candidates, notices)) = &mut self.cluster {
@@ -311,6 +358,7 @@ impl Inputs {
         self.activity.flush();
         self.sales.flush();
         self.viewed.flush();
+        self.risk.flush();
         self.records.flush();
     }
 }
@@ -329,6 +377,7 @@ pub fn build<'scope>(
     let (activity, mut activity_collection) = scope.new_collection();
     let (sales, mut sale_collection) = scope.new_collection();
     let (viewed, viewed_collection) = scope.new_collection();
+    let (risk, risk_collection) = scope.new_collection();
     let (records, mut record_collection) = scope.new_collection();
     let (watermarks, watermark_stream) = scope.new_input();
     let watermark_stream = watermark_stream.broadcast();
@@ -364,7 +413,8 @@ pub fn build<'scope>(
         activity: activity_collection,
         sales: sale_collection,
         viewed: viewed_collection,
+        risk: risk_collection,
     };
     let changes = clickstream(feeds, watermark_stream, settings).concat(record_collection);
-    (Inputs { clicks, hits, product_hits, activity, sales, viewed, records, watermarks, settings, cluster }, changes)
+    (Inputs { clicks, hits, product_hits, activity, sales, viewed, risk, records, watermarks, settings, cluster }, changes)
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, EventType, Reason, Rejection, Text, OVERSIZED_PAYLOAD_KEPT};
 use crate::ingest::Counts;
+use crate::risk::features::Features;
 use crate::time::Millis;
 
 /// Counts of events by type, indexed by [`EventType::index`].
@@ -33,6 +34,9 @@ pub struct SessionRow {
     /// once: what `product_similar` counts (not a column of `sessions`). Empty on an
     /// open row, which nothing reads it from: open rows are emitted again and again.
     pub viewed: Vec<Text>,
+    /// On a final row, what its events say about how it was made: what `session_risk`
+    /// scores (not columns of `sessions`). `None` on an open row.
+    pub features: Option<Box<Features>>,
     pub is_final: bool,
 }
 
@@ -171,6 +175,33 @@ pub struct SimilarRow {
     pub other_sessions: i64,
 }
 
+/// One row of `session_risk` (CONTRACT §7): a final session scoring at least the
+/// threshold.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RiskRow {
+    pub user_id: Text,
+    pub session_start: Millis,
+    pub session_end: Millis,
+    pub score: u8,
+    /// From the documented vocabulary, most important first.
+    pub reasons: Vec<Text>,
+    pub model_version: Text,
+    /// When the session became final in event time (its end plus the session gap), so
+    /// that a replay writes the same row.
+    pub scored_at: Millis,
+}
+
+/// One row of `risk_models`: a model version, stored once, when first used.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ModelRow {
+    pub model_version: Text,
+    pub valid_from: Millis,
+    /// The sessions it was trained on.
+    pub sessions: i64,
+    /// The model as JSON (`risk::score::Model`).
+    pub model: String,
+}
+
 /// A message that ended in `dead_letters`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct DeadLetter {
@@ -231,6 +262,8 @@ pub enum Change {
     Rfm(RfmRow),
     Pair(PairRow),
     Similar(SimilarRow),
+    Risk(RiskRow),
+    RiskModel(ModelRow),
     DeadLetter(DeadLetter),
     Progress(SourceProgress),
     /// A message of this source partition that its process accepted, found by the
@@ -252,6 +285,7 @@ impl Change {
             Change::Conversion(r) => r.is_final,
             Change::Cohort(r) => r.is_final,
             Change::Rfm(_) | Change::Pair(_) | Change::Similar(_) => false, // rewritten as their counts move
+            Change::Risk(_) | Change::RiskModel(_) => false,                // written once, with no is_final column
             Change::Event(_) | Change::DeadLetter(_) | Change::Progress(_) | Change::Duplicate(_) => false,
         }
     }

@@ -10,8 +10,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 pub mod parse;
 
 use dataflows::event::{Event, EventType, Reason, Text};
+use dataflows::operators::sessions::Click;
 use dataflows::pipeline::Settings;
-use dataflows::rows::{Change, CohortRow, ConversionRow, FunnelRow, PairRow, ProductRow, RfmRow, SessionRow, SimilarRow, TrafficRow};
+use dataflows::risk::features::Features;
+use dataflows::risk::score::{sample_key, Model, SAMPLE};
+use dataflows::rows::{
+    Change, CohortRow, ConversionRow, FunnelRow, ModelRow, PairRow, ProductRow, RfmRow, RiskRow, SessionRow, SimilarRow, TrafficRow,
+};
 use dataflows::time::Millis;
 
 /// The tables, keyed as in PostgreSQL.
@@ -32,6 +37,10 @@ pub struct Tables {
     pub pairs: BTreeMap<(Text, Text), PairRow>,
     /// `product_similar`, keyed by `(product_id, other_product_id)`.
     pub similar: BTreeMap<(Text, Text), SimilarRow>,
+    /// `session_risk`, keyed by `(user_id, session_start)`.
+    pub risk: BTreeMap<(Text, Millis), RiskRow>,
+    /// `risk_models`, keyed by `model_version`.
+    pub models: BTreeMap<Text, ModelRow>,
     /// Dead letters by input line number (1-based) with their reason.
     pub dead_letters: BTreeMap<usize, Reason>,
     pub duplicates: u64,
@@ -127,6 +136,50 @@ pub fn derive(t: &mut Tables, settings: Settings) {
     t.rfm = rfm(&t.events);
     t.pairs = pairs(&t.events);
     t.similar = similar(&t.sessions);
+    (t.risk, t.models) = risk(&t.sessions, settings.session_gap, settings.risk_threshold);
+}
+
+/// CONTRACT §7 `session_risk` once the input has ended (every session is final), and
+/// the model versions it used: each session is scored by the version of the UTC day it
+/// became final in (its end plus the gap), trained on the [`SAMPLE`] sessions with the
+/// smallest [`sample_key`] among all those final before that day.
+fn risk(
+    sessions: &BTreeMap<(Text, Millis), SessionRow>,
+    gap: Millis,
+    threshold: u8,
+) -> (BTreeMap<(Text, Millis), RiskRow>, BTreeMap<Text, ModelRow>) {
+    const DAY: Millis = 86_400_000;
+    let final_at = |s: &SessionRow| s.session_end + gap;
+    let days: BTreeSet<Millis> = sessions.values().map(|s| start_of(final_at(s), DAY)).collect();
+    let (mut flagged, mut models) = (BTreeMap::new(), BTreeMap::new());
+    for day in days {
+        let mut before: Vec<&SessionRow> = sessions.values().filter(|s| final_at(s) < day).collect();
+        before.sort_by_cached_key(|s| (sample_key(&s.user_id, s.session_start), s.user_id.clone(), s.session_start));
+        let sample: Vec<&Features> = before.iter().take(SAMPLE).map(|s| s.features.as_deref().expect("final")).collect();
+        let model = Model::train(day, &sample);
+        let version = Text::from(model.version());
+        for s in sessions.values().filter(|s| start_of(final_at(s), DAY) == day) {
+            let a = model.assess(s.features.as_deref().expect("final"));
+            if a.score >= threshold {
+                let row = RiskRow {
+                    user_id: s.user_id.clone(),
+                    session_start: s.session_start,
+                    session_end: s.session_end,
+                    score: a.score,
+                    reasons: a.reasons.iter().map(|r| Text::new_static(r.as_str())).collect(),
+                    model_version: version.clone(),
+                    scored_at: final_at(s),
+                };
+                flagged.insert((s.user_id.clone(), s.session_start), row);
+            }
+        }
+        let model_json = serde_json::to_string(&model).expect("a model serialises");
+        models.insert(
+            version.clone(),
+            ModelRow { model_version: version, valid_from: day, sessions: model.sessions as i64, model: model_json },
+        );
+    }
+    (flagged, models)
 }
 
 /// CONTRACT §7 `product_similar` once the input has ended (every session is final): for
@@ -349,6 +402,10 @@ fn session(user: &str, evs: &[&Event]) -> SessionRow {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect(),
+        features: {
+            let clicks: Vec<Click> = evs.iter().map(|e| Click::of(e).1).collect();
+            Some(Box::new(Features::of(&clicks)))
+        },
         is_final: true,
     }
 }
@@ -566,6 +623,8 @@ impl Tables {
                 Change::Rfm(r) => t.rfm.insert(r.user_id.clone(), r).is_none(),
                 Change::Pair(r) => t.pairs.insert((r.product_id.clone(), r.other_product_id.clone()), r).is_none(),
                 Change::Similar(r) => t.similar.insert((r.product_id.clone(), r.other_product_id.clone()), r).is_none(),
+                Change::Risk(r) => t.risk.insert((r.user_id.clone(), r.session_start), r).is_none(),
+                Change::RiskModel(m) => t.models.insert(m.model_version.clone(), m).is_none(),
                 Change::DeadLetter(d) => {
                     let line = d.source.rsplit(':').next().and_then(|n| n.parse().ok()).expect("source ends in a line number");
                     t.dead_letters.insert(line, d.reason).is_none()
@@ -591,6 +650,8 @@ fn key_of(change: &Change) -> Option<String> {
         Change::Rfm(r) => format!("customer_rfm {}", r.user_id),
         Change::Pair(r) => format!("product_pairs {} {}", r.product_id, r.other_product_id),
         Change::Similar(r) => format!("product_similar {} {}", r.product_id, r.other_product_id),
+        Change::Risk(r) => format!("session_risk {} {}", r.user_id, r.session_start),
+        Change::RiskModel(m) => format!("risk_models {}", m.model_version),
         Change::Event(_) | Change::DeadLetter(_) | Change::Progress(_) | Change::Duplicate(_) => return None,
     })
 }

@@ -13,8 +13,8 @@ use std::rc::Rc;
 use dataflows::event::Event;
 use dataflows::pipeline::RESTORE_EPOCH;
 use dataflows::rows::{
-    Change, CohortRow, ConversionRow, DeadLetter, FunnelRow, PairRow, ProductRow, RfmRow, SessionRow, SimilarRow, SourceProgress,
-    TrafficRow,
+    Change, CohortRow, ConversionRow, DeadLetter, FunnelRow, ModelRow, PairRow, ProductRow, RfmRow, RiskRow, SessionRow, SimilarRow,
+    SourceProgress, TrafficRow,
 };
 use dataflows::time::Millis;
 use differential_dataflow::VecCollection;
@@ -65,6 +65,8 @@ pub struct Batch {
     pub rfm: Upserts<RfmRow>,
     pub pairs: Upserts<PairRow>,
     pub similar: Upserts<SimilarRow>,
+    pub risk: Upserts<RiskRow>,
+    pub models: Upserts<ModelRow>,
     /// The latest progress of each source: where it resumes after this batch.
     pub progress: BTreeMap<String, SourceProgress>,
     /// The watermark the operators reached at the batch's last epoch.
@@ -87,6 +89,8 @@ impl Batch {
             + self.rfm.rows.len()
             + self.pairs.rows.len()
             + self.similar.rows.len()
+            + self.risk.rows.len()
+            + self.models.rows.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -101,16 +105,21 @@ impl Batch {
             && self.rfm.rows.is_empty()
             && self.pairs.rows.is_empty()
             && self.similar.rows.is_empty()
+            && self.risk.rows.is_empty()
+            && self.models.rows.is_empty()
             && self.progress.is_empty()
     }
 
     /// Applies one complete epoch: retractions before insertions, so that a key's new
     /// version wins over the retraction of its old one. Of the restore epoch, whose rows
-    /// the database already holds, only the progress and open sessions count.
+    /// the database already holds, only the progress, open sessions and model versions
+    /// count: a version is stored with the first session it scores, so one trained in
+    /// the restore epoch is one the database does not hold yet (on a database written
+    /// before risk scoring existed).
     pub(crate) fn apply_epoch(&mut self, epoch: u64, mut updates: Vec<(Change, isize)>) {
         updates.sort_by_key(|(_, diff)| *diff > 0);
         for (change, diff) in updates {
-            if epoch == RESTORE_EPOCH && !matches!(change, Change::Progress(_) | Change::Session(_)) {
+            if epoch == RESTORE_EPOCH && !matches!(change, Change::Progress(_) | Change::Session(_) | Change::RiskModel(_)) {
                 continue;
             }
             match change {
@@ -136,6 +145,8 @@ impl Batch {
                 Change::Rfm(r) => self.rfm.apply(r, diff),
                 Change::Pair(r) => self.pairs.apply(r, diff),
                 Change::Similar(r) => self.similar.apply(r, diff),
+                Change::Risk(r) => self.risk.apply(r, diff),
+                Change::RiskModel(m) => self.models.apply(m, diff),
             }
         }
     }

@@ -14,7 +14,8 @@ use anyhow::{Context, Result};
 use dataflows::event::{Event, EventType, Text};
 use dataflows::ingest::Counts;
 use dataflows::pipeline::RestoredPurchase;
-use dataflows::rows::Position;
+use dataflows::risk::score::{sample_key, SAMPLE};
+use dataflows::rows::{ModelRow, Position};
 use dataflows::time::Millis;
 
 use super::postgres::PgSink;
@@ -46,6 +47,11 @@ pub struct OpenState {
     pub viewed: Vec<(Millis, Vec<Text>)>,
     /// The latest event time accepted, if any.
     pub latest: Option<Millis>,
+    /// The stored model versions a rebuilt or new session may be scored with.
+    pub risk_versions: Vec<ModelRow>,
+    /// The events of each final session that `events` do not rebuild and that can be in
+    /// the risk sample (the bottom-k by `sample_key`).
+    pub risk_sample: Vec<Vec<Event>>,
 }
 
 /// Everything the last committed transaction recorded besides rows.
@@ -122,6 +128,10 @@ impl PgSink {
     /// get the products viewed by each final session that ended before `L` (grouped in
     /// PostgreSQL): the returned events rebuild every session that ends at or after `L`,
     /// and those that are final reach the similar products again in the restore epoch.
+    /// The risk scoring, alike, gets the events of the sessions that ended before `L` and
+    /// can be in its sample, and the stored model versions from the day of `L` (or of
+    /// the committed W) on: every session the restore makes final again ends at or after
+    /// `L`, and every version a committed session was scored with is stored.
     pub fn open_state(&mut self, session_gap: Millis, watermark: Millis) -> Result<OpenState> {
         let client = self.client();
         let purchases = client
@@ -195,7 +205,11 @@ impl PgSink {
             .iter()
             .map(|r| (r.get(0), r.get::<_, Vec<&str>>(1).into_iter().map(Text::new).collect()))
             .collect();
-        let Some(bound) = bound else { return Ok(OpenState { events: Vec::new(), first_seen, activity, purchases, viewed, latest }) };
+        let (risk_versions, risk_sample) = self.risk_state(bound, watermark)?;
+        let Some(bound) = bound else {
+            return Ok(OpenState { events: Vec::new(), first_seen, activity, purchases, viewed, latest, risk_versions, risk_sample });
+        };
+        let client = self.client();
         let near = bound + Duration::from_millis(session_gap.max(0) as u64);
         let sql = format!(
             "WITH near AS (
@@ -209,7 +223,70 @@ impl PgSink {
                  ON e.user_id = s.user_id AND e.event_time >= s.session_start AND e.event_time < $1"
         );
         let rows = client.query(&sql, &[&bound, &near]).context("cannot read the open rows' events from events_raw")?;
-        Ok(OpenState { events: rows.iter().map(event).collect::<Result<_>>()?, first_seen, activity, purchases, viewed, latest })
+        let events = rows.iter().map(event).collect::<Result<_>>()?;
+        Ok(OpenState { events, first_seen, activity, purchases, viewed, latest, risk_versions, risk_sample })
+    }
+
+    /// The risk scoring's part of [`PgSink::open_state`], for the earliest open row's
+    /// start `bound` and the committed `watermark`.
+    fn risk_state(&mut self, bound: Option<SystemTime>, watermark: Millis) -> Result<(Vec<ModelRow>, Vec<Vec<Event>>)> {
+        let client = self.client();
+        let from = match (bound, watermark) {
+            (Some(b), _) => Some(b),
+            (None, Millis::MIN | Millis::MAX) => None,
+            (None, w) => Some(instant(w)),
+        };
+        let versions = match from {
+            None => Vec::new(),
+            Some(from) => client
+                .query(
+                    "SELECT model_version, (extract(epoch FROM valid_from) * 1000)::bigint, sessions, model::text
+                     FROM risk_models WHERE valid_from > $1::timestamptz - interval '1 day'",
+                    &[&from],
+                )
+                .context("cannot read the model versions from risk_models")?
+                .iter()
+                .map(|r| ModelRow {
+                    model_version: Text::new(r.get::<_, &str>(0)),
+                    valid_from: r.get(1),
+                    sessions: r.get(2),
+                    model: r.get(3),
+                })
+                .collect(),
+        };
+        let mut sessions: Vec<(u64, String, Millis, Millis)> = client
+            .query(
+                "SELECT user_id, (extract(epoch FROM session_start) * 1000)::bigint, (extract(epoch FROM session_end) * 1000)::bigint
+                 FROM sessions WHERE is_final AND ($1::timestamptz IS NULL OR session_end < $1)",
+                &[&bound],
+            )
+            .context("cannot read the final sessions")?
+            .iter()
+            .map(|r| {
+                let (user, start): (String, Millis) = (r.get(0), r.get(1));
+                (sample_key(&user, start), user, start, r.get(2))
+            })
+            .collect();
+        sessions.sort_unstable();
+        sessions.truncate(SAMPLE);
+        let (users, starts, ends): (Vec<&str>, Vec<SystemTime>, Vec<SystemTime>) =
+            sessions.iter().map(|(_, u, s, e)| (u.as_str(), instant(*s), instant(*e))).collect();
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {EVENT_COLUMNS}, s.n FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY
+                         AS s(user_id, session_start, session_end, n)
+                     JOIN events_raw e ON e.user_id = s.user_id AND e.event_time >= s.session_start AND e.event_time <= s.session_end"
+                ),
+                &[&users, &starts, &ends],
+            )
+            .context("cannot read the sampled sessions' events from events_raw")?;
+        let mut sample: Vec<Vec<Event>> = vec![Vec::new(); sessions.len()];
+        for r in &rows {
+            let n: i64 = r.get(15);
+            sample[n as usize - 1].push(event(r)?);
+        }
+        Ok((versions, sample))
     }
 
     /// `(event_id, event_time)` of the accepted events still within the dedupe horizon

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use dataflows::rows::{
-    CohortRow, ConversionRow, FunnelRow, PairRow, ProductRow, RfmRow, SessionRow, SimilarRow, SourceProgress, TrafficRow,
+    CohortRow, ConversionRow, FunnelRow, ModelRow, PairRow, ProductRow, RfmRow, RiskRow, SessionRow, SimilarRow, SourceProgress, TrafficRow,
 };
 use postgres::{Client, NoTls, Transaction};
 
@@ -30,6 +30,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("006_customer_rfm.sql", include_str!("../../sql/006_customer_rfm.sql")),
     ("007_product_pairs.sql", include_str!("../../sql/007_product_pairs.sql")),
     ("008_product_similar.sql", include_str!("../../sql/008_product_similar.sql")),
+    ("009_session_risk.sql", include_str!("../../sql/009_session_risk.sql")),
 ];
 
 /// Session-level advisory lock held by the one processor writing a database.
@@ -164,6 +165,8 @@ impl PgSink {
             &RfmRow::TABLE,
             &PairRow::TABLE,
             &SimilarRow::TABLE,
+            &RiskRow::TABLE,
+            &ModelRow::TABLE,
         ];
         for t in tables {
             sql.push_str(&format!(
@@ -192,6 +195,8 @@ impl PgSink {
         upsert(&mut tx, &batch.rfm)?;
         upsert(&mut tx, &batch.pairs)?;
         upsert(&mut tx, &batch.similar)?;
+        upsert(&mut tx, &batch.risk)?;
+        upsert(&mut tx, &batch.models)?;
         record_positions(&mut tx, &batch.progress, &self.identities)?;
         if let Some(w) = batch.watermark {
             tx.execute(

@@ -9,7 +9,9 @@
 use std::hash::Hash;
 
 use dataflows::event::{Event, EventType, Text};
-use dataflows::rows::{CohortRow, ConversionRow, DeadLetter, FunnelRow, PairRow, ProductRow, RfmRow, SessionRow, SimilarRow, TrafficRow};
+use dataflows::rows::{
+    CohortRow, ConversionRow, DeadLetter, FunnelRow, ModelRow, PairRow, ProductRow, RfmRow, RiskRow, SessionRow, SimilarRow, TrafficRow,
+};
 use dataflows::time::Millis;
 
 /// A table's name, key and the columns the sink writes, in COPY order.
@@ -58,6 +60,32 @@ impl CopyRows {
             return self.field(s.replace('\0', "").as_bytes());
         }
         self.field(s.as_bytes())
+    }
+    /// `text[]`: one dimension, no NULLs (an empty array has no dimension).
+    pub fn texts(&mut self, items: &[Text]) -> &mut Self {
+        const TEXT_OID: i32 = 25;
+        let mut a = Vec::new();
+        let dims: i32 = if items.is_empty() { 0 } else { 1 };
+        for v in [dims, 0, TEXT_OID] {
+            a.extend_from_slice(&v.to_be_bytes());
+        }
+        if !items.is_empty() {
+            a.extend_from_slice(&(items.len() as i32).to_be_bytes());
+            a.extend_from_slice(&1i32.to_be_bytes()); // lower bound
+            for item in items {
+                let item = item.replace('\0', "");
+                a.extend_from_slice(&(item.len() as i32).to_be_bytes());
+                a.extend_from_slice(item.as_bytes());
+            }
+        }
+        self.field(&a)
+    }
+    /// `jsonb`, from JSON text.
+    pub fn jsonb(&mut self, json: &str) -> &mut Self {
+        let mut a = Vec::with_capacity(json.len() + 1);
+        a.push(1); // the jsonb binary format's version
+        a.extend_from_slice(json.as_bytes());
+        self.field(&a)
     }
     pub fn opt_text(&mut self, s: Option<&str>) -> &mut Self {
         match s {
@@ -487,6 +515,45 @@ impl SinkRow for SimilarRow {
     }
     fn write_key((product, other): &Self::Key, l: &mut CopyRows) {
         l.text(product).text(other);
+    }
+}
+
+impl SinkRow for RiskRow {
+    type Key = (Text, Millis);
+    const TABLE: Table = Table {
+        name: "session_risk",
+        key: &["user_id", "session_start"],
+        columns: &["user_id", "session_start", "session_end", "score", "reasons", "model_version", "scored_at"],
+    };
+    fn key(&self) -> Self::Key {
+        (self.user_id.clone(), self.session_start)
+    }
+    fn write(&self, l: &mut CopyRows) {
+        l.text(&self.user_id)
+            .time(self.session_start)
+            .time(self.session_end)
+            .int2(i16::from(self.score))
+            .texts(&self.reasons)
+            .text(&self.model_version)
+            .time(self.scored_at);
+    }
+    fn write_key((user, start): &Self::Key, l: &mut CopyRows) {
+        l.text(user).time(*start);
+    }
+}
+
+impl SinkRow for ModelRow {
+    type Key = Text;
+    const TABLE: Table =
+        Table { name: "risk_models", key: &["model_version"], columns: &["model_version", "valid_from", "sessions", "model"] };
+    fn key(&self) -> Self::Key {
+        self.model_version.clone()
+    }
+    fn write(&self, l: &mut CopyRows) {
+        l.text(&self.model_version).time(self.valid_from).int8(self.sessions).jsonb(&self.model);
+    }
+    fn write_key(version: &Self::Key, l: &mut CopyRows) {
+        l.text(version);
     }
 }
 

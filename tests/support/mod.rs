@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use dataflows::event::EventType;
+use dataflows::risk::score::Model;
 use dataflows::rows::SessionRow;
 use postgres::{Client, NoTls};
 use rdkafka::mocking::MockCluster;
@@ -89,7 +90,7 @@ pub fn clickflow(args: &[&str]) -> String {
 /// derived ones; see [`derived_column_breaches`]), times as epoch milliseconds.
 pub fn actual_tables(client: &mut Client) -> BTreeMap<&'static str, Vec<String>> {
     let ms = |c: &str| format!("(extract(epoch from {c}) * 1000)::bigint");
-    let queries: [(&str, String); 10] = [
+    let queries: [(&str, String); 12] = [
         ("events_raw", format!(
             "SELECT concat_ws('|', event_id, {}, event_type, user_id, page, coalesce(product_id, '-'), coalesce(category, '-'),
                     coalesce(price::text, '-'), coalesce(quantity::text, '-'), coalesce(order_id, '-'), device, country, referrer, user_agent, ip)
@@ -120,6 +121,12 @@ pub fn actual_tables(client: &mut Client) -> BTreeMap<&'static str, Vec<String>>
              FROM customer_rfm", ms("as_of"), ms("last_purchase_at"))),
         ("product_pairs", "SELECT concat_ws('|', product_id, other_product_id, orders_together, confidence, lift) FROM product_pairs".to_owned()),
         ("product_similar", "SELECT concat_ws('|', product_id, other_product_id, sessions_together, similarity) FROM product_similar".to_owned()),
+        ("session_risk", format!(
+            "SELECT concat_ws('|', user_id, {}, {}, score, array_to_string(reasons, ','), model_version, {})
+             FROM session_risk", ms("session_start"), ms("session_end"), ms("scored_at"))),
+        ("risk_models", format!(
+            "SELECT concat_ws('|', model_version, {}, sessions, coalesce(jsonb_array_length(model->'forest'->'trees'), 0))
+             FROM risk_models", ms("valid_from"))),
     ];
     queries
         .into_iter()
@@ -340,6 +347,28 @@ pub fn expected_tables(t: &Tables) -> BTreeMap<&'static str, Vec<String>> {
             .map(|r| {
                 let similarity = r.sessions_together as f64 / (r.product_sessions as f64 * r.other_sessions as f64).sqrt();
                 format!("{}|{}|{}|{similarity}", r.product_id, r.other_product_id, r.sessions_together)
+            })
+            .collect(),
+    );
+    out.insert(
+        "session_risk",
+        t.risk
+            .values()
+            .map(|r| {
+                let reasons: Vec<&str> = r.reasons.iter().map(|t| t.as_str()).collect();
+                let (user, start, end) = (&r.user_id, r.session_start, r.session_end);
+                format!("{user}|{start}|{end}|{}|{}|{}|{}", r.score, reasons.join(","), r.model_version, r.scored_at)
+            })
+            .collect(),
+    );
+    out.insert(
+        "risk_models",
+        t.models
+            .values()
+            .map(|m| {
+                let model: Model = serde_json::from_str(&m.model).expect("a model reads");
+                let trees = model.forest.map_or(0, |f| f.trees());
+                format!("{}|{}|{}|{trees}", m.model_version, m.valid_from, m.sessions)
             })
             .collect(),
     );

@@ -10,6 +10,7 @@
 //! - [`rfm`]: recency, frequency and monetary scores and segments;
 //! - [`pairs`]: products bought together;
 //! - [`similar`]: products viewed together in final sessions;
+//! - [`risk`]: final sessions scored by the day's model version;
 //! - [`dedupe`]: the dedupe between the processes of a cluster.
 
 pub mod aggregates;
@@ -18,6 +19,7 @@ pub mod cohorts;
 pub mod dedupe;
 pub mod pairs;
 pub mod rfm;
+pub mod risk;
 pub mod sales;
 pub mod sessions;
 pub mod similar;

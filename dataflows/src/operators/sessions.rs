@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, EventType, Text};
 use crate::operators::by_epoch::EpochLogic;
+use crate::risk::features::Features;
 use crate::rows::SessionRow;
 use crate::time::Millis;
 
@@ -149,6 +150,7 @@ fn session_row(user_id: &Text, clicks: &[Click], is_final: bool) -> SessionRow {
         } else {
             Vec::new()
         },
+        features: is_final.then(|| Box::new(Features::of(clicks))),
         is_final,
     }
 }

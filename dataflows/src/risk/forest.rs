@@ -111,6 +111,11 @@ impl Forest {
         Forest { trees, sample_size }
     }
 
+    /// How many trees it has.
+    pub fn trees(&self) -> usize {
+        self.trees.len()
+    }
+
     /// The anomaly score of `point`, in (0, 1]: above about 0.6 stands out, an inlier is
     /// under 0.5. 0.5 from a forest grown on nothing.
     pub fn score(&self, point: &[f64]) -> f64 {

@@ -4,11 +4,14 @@
 //! - [`features`]: what a session's own events say (pace, breadth, repetition, amounts),
 //!   and the vector the model sees;
 //! - [`rules`]: the reasons vocabulary, each reason a rule over the features;
-//! - [`forest`]: the Isolation Forest that scores how unusual a session's vector is.
+//! - [`forest`]: the Isolation Forest that scores how unusual a session's vector is;
+//! - [`score`]: a model version (the forest trained on a sample of earlier sessions) and
+//!   the assessment that combines the rules and the forest into a score with reasons.
 //!
-//! The scoring operator that combines them in the dataflow, and its model versions, come
-//! next (issue 10).
+//! The operator that scores final sessions in the dataflow and keeps the versions is
+//! `operators::risk`; `clickflow serve` scores with the same [`score::Model::assess`].
 
 pub mod features;
 pub mod forest;
 pub mod rules;
+pub mod score;
