@@ -5,6 +5,7 @@
 
 mod bench;
 mod cli;
+mod evaluate;
 mod kafka;
 mod metrics;
 mod monitor;
@@ -57,6 +58,22 @@ enum Command {
     /// Serve the results over HTTP (JSON): /health, /metrics, /v1/users/{user_id},
     /// /v1/products/{product_id}/recommendations; until stopped.
     Serve(ServeArgs),
+    /// Compare session_risk with the labels `produce --labels` wrote: recall per bot kind,
+    /// false-positive rate over the shoppers' sessions, precision.
+    Evaluate(EvaluateArgs),
+}
+
+#[derive(Args)]
+struct EvaluateArgs {
+    /// The labels file (CSV: user_id,session_start,kind).
+    #[arg(long)]
+    labels: String,
+    /// PostgreSQL URL [default: $DATABASE_URL].
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    postgres: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -478,6 +495,15 @@ fn run(command: Command) -> Result<()> {
         Command::Report(a) => {
             for path in report::run(&a.postgres, std::path::Path::new(&a.out))? {
                 println!("{}", path.display());
+            }
+            Ok(())
+        }
+        Command::Evaluate(a) => {
+            let quality = evaluate::run(&a.postgres, &a.labels)?;
+            if a.json {
+                println!("{}", serde_json::to_string(&quality)?);
+            } else {
+                println!("{quality}");
             }
             Ok(())
         }
