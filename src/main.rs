@@ -56,7 +56,7 @@ enum Command {
     /// dataflow, file -> PostgreSQL): lines/s, peak memory, window-end -> final-row latency.
     Bench(BenchArgs),
     /// Serve the results over HTTP (JSON): /health, /metrics, /v1/users/{user_id},
-    /// /v1/products/{product_id}/recommendations; until stopped.
+    /// /v1/products/{product_id}/recommendations, POST /v1/score; until stopped.
     Serve(ServeArgs),
     /// Compare session_risk with the labels `produce --labels` wrote: recall per bot kind,
     /// false-positive rate over the shoppers' sessions, precision.
@@ -93,6 +93,13 @@ struct ServeArgs {
     /// Connections to PostgreSQL at most.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     connections: u16,
+    /// POST /v1/score: the inactivity that ends a session, as the processor's
+    /// --session-gap (events further apart are refused as more than one session).
+    #[arg(long, default_value = "30m", value_parser = cli::duration)]
+    session_gap: Millis,
+    /// POST /v1/score: "flagged" from this score on, as the processor's --risk-threshold.
+    #[arg(long, default_value_t = 70, value_parser = clap::value_parser!(u8).range(51..=100))]
+    risk_threshold: u8,
 }
 
 #[derive(Args)]
@@ -515,6 +522,8 @@ fn run(command: Command) -> Result<()> {
                 db_timeout: ms(a.db_timeout),
                 request_timeout: ms(a.request_timeout),
                 connections: usize::from(a.connections),
+                session_gap: a.session_gap,
+                risk_threshold: a.risk_threshold,
             };
             serve::run(options, signals::stop_flag()?)
         }

@@ -1,29 +1,39 @@
 //! `clickflow serve`: the results over HTTP, read from PostgreSQL as the processor wrote
 //! them. `GET /health`, `GET /metrics` (Prometheus), `GET /v1/users/{user_id}` (RFM
-//! segment and recent sessions) and `GET /v1/products/{product_id}/recommendations`
-//! (bought together, viewed together).
+//! segment, recent sessions and their risk), `GET /v1/products/{product_id}/recommendations`
+//! (bought together, viewed together), and `POST /v1/score` (a session's events scored
+//! by a stored model version).
 //!
 //! Owns the HTTP server and its read-only queries; never writes to the database and
-//! computes no figure of its own: the tables' rows are served as they are. Every answer
+//! computes no figure of its own: the tables' rows are served as they are, and a session
+//! is scored by the pipeline's own code (the event parser, `risk::features`,
+//! `risk::score`). Every answer
 //! is JSON (but `/metrics`); bad input is a 400 naming the field, an unknown id a 404, and
 //! a database that does not answer within `--db-timeout` a 503, never a hang.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use axum::body::Bytes;
 use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use serde_json::{json, Value};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
+
+use dataflows::event::{parse_event, Event};
+use dataflows::operators::sessions::Click;
+use dataflows::risk::features::Features;
+use dataflows::risk::score::Model;
+use dataflows::time::{format_rfc3339, Millis};
 
 use crate::sink::postgres::redact;
 
@@ -36,6 +46,10 @@ pub struct Options {
     pub request_timeout: Duration,
     /// Connections to PostgreSQL at most.
     pub connections: usize,
+    /// `POST /v1/score`: the gap that splits sessions, as the processor's.
+    pub session_gap: Millis,
+    /// `POST /v1/score`: `flagged` from this score on, as the processor's.
+    pub risk_threshold: u8,
 }
 
 /// Sessions `GET /v1/users/{user_id}` returns without `?sessions=N`, and at most.
@@ -43,10 +57,16 @@ const SESSIONS_DEFAULT: i64 = 20;
 const SESSIONS_MAX: i64 = 1000;
 /// The longest id accepted in a path.
 const ID_MAX_BYTES: usize = 256;
+/// Events `POST /v1/score` takes at most.
+const SCORE_EVENTS_MAX: usize = 10_000;
 
 struct Served {
     pool: Pool,
     db_timeout: Duration,
+    session_gap: Millis,
+    risk_threshold: u8,
+    /// Model versions read so far (a version never changes once stored).
+    models: Mutex<HashMap<String, Arc<Model>>>,
     /// Per (route, status): requests and their total seconds.
     requests: Mutex<BTreeMap<(String, u16), (u64, f64)>>,
 }
@@ -70,13 +90,21 @@ async fn serve(options: Options, stop: Arc<AtomicBool>) -> Result<()> {
         .runtime(Runtime::Tokio1)
         .build()
         .context("cannot set up the connection pool")?;
-    let served = Arc::new(Served { pool, db_timeout: options.db_timeout, requests: Mutex::new(BTreeMap::new()) });
+    let served = Arc::new(Served {
+        pool,
+        db_timeout: options.db_timeout,
+        session_gap: options.session_gap,
+        risk_threshold: options.risk_threshold,
+        models: Mutex::new(HashMap::new()),
+        requests: Mutex::new(BTreeMap::new()),
+    });
     let request_timeout = options.request_timeout;
     let app = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/users/{user_id}", get(user))
         .route("/v1/products/{product_id}/recommendations", get(recommendations))
+        .route("/v1/score", post(score))
         .fallback(|| async { ApiError::NotFound("no such route: see the README's API section".into()) })
         .layer(axum::middleware::from_fn_with_state(served.clone(), move |state, request, next| {
             account(state, request, next, request_timeout)
@@ -149,6 +177,32 @@ impl Served {
     }
 }
 
+impl Served {
+    /// Model version `wanted`, or else the latest stored, read once.
+    async fn model(&self, wanted: Option<&String>) -> Result<(String, Arc<Model>), ApiError> {
+        let latest = "SELECT to_json((SELECT model_version FROM risk_models
+                                      WHERE $1::text IS NULL OR model_version = $1 ORDER BY valid_from DESC LIMIT 1))";
+        let version = match self.json(latest, &[&wanted]).await? {
+            Value::String(v) => v,
+            _ => {
+                return Err(match wanted {
+                    Some(v) => ApiError::NotFound(format!("no model version {v:?} in risk_models")),
+                    None => ApiError::Unavailable("no model version in risk_models yet: no session has been scored".into()),
+                });
+            }
+        };
+        if let Some(model) = self.models.lock().expect("not poisoned").get(&version) {
+            return Ok((version, model.clone()));
+        }
+        let stored = self.json("SELECT (SELECT model FROM risk_models WHERE model_version = $1)", &[&version]).await?;
+        let model: Model = serde_json::from_value(stored)
+            .map_err(|e| ApiError::Unavailable(format!("model version {version} in risk_models does not read: {e}")))?;
+        let model = Arc::new(model);
+        self.models.lock().expect("not poisoned").insert(version.clone(), model.clone());
+        Ok((version, model))
+    }
+}
+
 /// An id from the path: not empty, at most [`ID_MAX_BYTES`], no control characters.
 fn id(field: &'static str, value: &str) -> Result<(), ApiError> {
     let problem = if value.is_empty() {
@@ -209,8 +263,9 @@ async fn metrics(State(served): State<Arc<Served>>) -> Response {
 }
 
 /// `GET /v1/users/{user_id}?sessions=N`: the user's `customer_rfm` row (null before
-/// their first purchase counts) and their N latest sessions (20 by default, at most
-/// 1000), newest first; 404 for a user with neither.
+/// their first purchase counts), how many of their sessions are in `session_risk`, and
+/// their N latest sessions (20 by default, at most 1000), newest first, each with its
+/// risk score and reasons when flagged (null otherwise); 404 for a user with neither.
 async fn user(
     State(served): State<Arc<Served>>,
     Path(user_id): Path<String>,
@@ -231,17 +286,25 @@ async fn user(
                      SELECT as_of, last_purchase_at, recency_days, frequency, monetary::float8 AS monetary,
                             r_score, f_score, m_score, segment
                      FROM customer_rfm WHERE user_id = $1) r),
+                 'flagged_sessions', (SELECT count(*) FROM session_risk WHERE user_id = $1),
                  'sessions', (SELECT coalesce(json_agg(s ORDER BY s.session_start DESC), '[]') FROM (
-                     SELECT session_start, session_end, event_count, product_views, cart_adds, purchases,
-                            revenue::float8 AS revenue, converted, landing_page, device, country, referrer, is_final
-                     FROM sessions WHERE user_id = $1 ORDER BY session_start DESC LIMIT $2) s))",
+                     SELECT s.session_start, s.session_end, s.event_count, s.product_views, s.cart_adds, s.purchases,
+                            s.revenue::float8 AS revenue, s.converted, s.landing_page, s.device, s.country, s.referrer, s.is_final,
+                            r.score AS risk_score, r.reasons AS risk_reasons, r.model_version AS risk_model_version
+                     FROM sessions s LEFT JOIN session_risk r USING (user_id, session_start)
+                     WHERE s.user_id = $1 ORDER BY s.session_start DESC LIMIT $2) s))",
             &[&user_id, &limit],
         )
         .await?;
     if found["rfm"].is_null() && found["sessions"].as_array().is_none_or(Vec::is_empty) {
         return Err(ApiError::NotFound(format!("no user {user_id:?}: no session and no purchase")));
     }
-    Ok(Json(json!({ "user_id": user_id, "rfm": found["rfm"], "sessions": found["sessions"] })))
+    Ok(Json(json!({
+        "user_id": user_id,
+        "rfm": found["rfm"],
+        "flagged_sessions": found["flagged_sessions"],
+        "sessions": found["sessions"],
+    })))
 }
 
 /// `GET /v1/products/{product_id}/recommendations`: its rows of `product_pairs` (bought
@@ -270,4 +333,74 @@ async fn recommendations(State(served): State<Arc<Served>>, Path(product_id): Pa
         "bought_together": found["bought_together"],
         "viewed_together": found["viewed_together"],
     })))
+}
+
+/// `POST /v1/score[?model_version=V]`: the events of one session (`{"events": [...]}`,
+/// each as the contract's event) scored as the pipeline scores a final session, by the
+/// latest stored model version or by V: score, reasons, model version, whether the score
+/// reaches `--risk-threshold`, the forest's own score and the features. 400 naming what
+/// is wrong with the body; 404 for an unknown V; 503 before any version is stored.
+async fn score(
+    State(served): State<Arc<Served>>,
+    Query(query): Query<BTreeMap<String, String>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let events = session_events(&body, served.session_gap, now_ms())?;
+    let (version, model) = served.model(query.get("model_version")).await?;
+    let clicks: Vec<Click> = events.iter().map(|e| Click::of(e).1).collect();
+    let features = Features::of(&clicks);
+    let a = model.assess(&features);
+    Ok(Json(json!({
+        "user_id": events[0].user_id.as_str(),
+        "session_start": format_rfc3339(events[0].event_time),
+        "events": events.len(),
+        "score": a.score,
+        "reasons": a.reasons.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+        "flagged": a.score >= served.risk_threshold,
+        "model_version": version,
+        "model_score": a.model_score,
+        "features": features,
+    })))
+}
+
+fn now_ms() -> Millis {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as Millis)
+}
+
+/// The events of one session from a `POST /v1/score` body, parsed as the processor
+/// parses a message, each `event_id` once, sorted as a session holds them: one user, no
+/// gap of `gap` or more.
+fn session_events(body: &[u8], gap: Millis, now: Millis) -> Result<Vec<Event>, ApiError> {
+    let bad = |field: &'static str, message: String| ApiError::BadRequest { field, message };
+    let body: Value = serde_json::from_slice(body).map_err(|e| bad("body", format!("the body is not JSON: {e}")))?;
+    let items = body.get("events").and_then(Value::as_array).ok_or_else(|| bad("events", "events must be an array of events".into()))?;
+    if items.is_empty() || items.len() > SCORE_EVENTS_MAX {
+        return Err(bad("events", format!("events must hold 1 to {SCORE_EVENTS_MAX} events, not {}", items.len())));
+    }
+    let mut seen = HashSet::new();
+    let mut events = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let e = parse_event(item.to_string().as_bytes(), now)
+            .map_err(|r| bad("events", format!("events[{i}] is not an event: {}: {}", r.reason.as_str(), r.detail)))?;
+        if let Some(first) = events.first().filter(|f: &&Event| f.user_id != e.user_id) {
+            let message = format!("events[{i}].user_id is {:?}, not {:?}: a session is one user's", e.user_id, first.user_id);
+            return Err(bad("events", message));
+        }
+        if seen.insert(e.event_id.clone()) {
+            events.push(e);
+        }
+    }
+    events.sort_by(|a, b| (a.event_time, &a.event_id).cmp(&(b.event_time, &b.event_id)));
+    if let Some(w) = events.windows(2).find(|w| w[1].event_time - w[0].event_time >= gap) {
+        return Err(bad(
+            "events",
+            format!(
+                "the events are more than one session: nothing between {} and {} (the session gap is {} s)",
+                format_rfc3339(w[0].event_time),
+                format_rfc3339(w[1].event_time),
+                gap / 1000
+            ),
+        ));
+    }
+    Ok(events)
 }

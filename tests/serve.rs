@@ -35,14 +35,29 @@ impl Server {
 
     /// `GET path`: the status and the body. A client timeout of 20 s stands for a hang.
     fn get(&self, path: &str) -> (u16, String) {
+        self.request("GET", path, "")
+    }
+
+    fn request(&self, method: &str, path: &str, body: &str) -> (u16, String) {
         let mut stream = TcpStream::connect(&self.addr).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
         let mut text = String::new();
-        stream.read_to_string(&mut text).unwrap_or_else(|e| panic!("GET {path}: no answer ({e})"));
-        let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("GET {path}: {text:?}"));
+        stream.read_to_string(&mut text).unwrap_or_else(|e| panic!("{method} {path}: no answer ({e})"));
+        let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{method} {path}: {text:?}"));
         let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
         (status, body)
+    }
+
+    /// `POST path` with a JSON body: the status and the JSON answer.
+    fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        let (status, text) = self.request("POST", path, body);
+        (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("POST {path}: not JSON ({e}): {text}")))
     }
 
     fn json(&self, path: &str) -> (u16, Value) {
@@ -58,20 +73,35 @@ impl Drop for Server {
     }
 }
 
-/// A database holding two processed days of shoppers, so that every table has rows.
-fn filled(label: &str) -> TestDb {
+/// A database holding two processed days of shoppers and a few bots, so that every
+/// table has rows; and the events file.
+fn filled(label: &str) -> (TestDb, std::path::PathBuf) {
     let dir = scratch(label);
-    let file = dir.join("events.jsonl");
-    let file = file.to_str().unwrap();
-    clickflow(&["produce", "--days", "2", "--events-per-second", "0.2", "--seed", "6", "--out", file]);
+    let path = dir.join("events.jsonl");
+    let file = path.to_str().unwrap();
+    clickflow(&["produce", "--days", "2", "--events-per-second", "0.2", "--bots", "0.02", "--seed", "6", "--out", file]);
     let db = TestDb::new(label);
     clickflow(&["process", "--input", file, "--postgres", &db.url, "--quiet"]);
-    db
+    (db, path)
+}
+
+/// `{"events": [...]}` of the session of `user` from `start` to `end`, from the file.
+fn session_body(file: &std::path::Path, user: &str, start: i64, end: i64) -> String {
+    let events: Vec<Value> = std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| {
+            let time = dataflows::time::parse_rfc3339(e["event_time"].as_str().unwrap()).unwrap();
+            e["user_id"] == user && (start..=end).contains(&time)
+        })
+        .collect();
+    serde_json::json!({ "events": events }).to_string()
 }
 
 #[test]
 fn every_route_answers_from_the_tables() {
-    let db = filled("serve_routes");
+    let (db, _) = filled("serve_routes");
     let server = Server::start(&db.url, &[], "serve-routes");
     let mut client = db.client();
 
@@ -126,7 +156,7 @@ fn every_route_answers_from_the_tables() {
 
 #[test]
 fn bad_input_is_a_400_naming_the_field_and_unknown_ids_a_404() {
-    let db = filled("serve_input");
+    let (db, file) = filled("serve_input");
     let server = Server::start(&db.url, &[], "serve-input");
     let user: String = db.client().query_one("SELECT user_id FROM sessions LIMIT 1", &[]).unwrap().get(0);
     for bad in ["0", "1001", "abc", "-1", "2.5", ""] {
@@ -148,6 +178,124 @@ fn bad_input_is_a_400_naming_the_field_and_unknown_ids_a_404() {
         assert_eq!(status, 404, "{path}: {body}");
         assert!(body["error"].is_string(), "{body}");
     }
+
+    // POST /v1/score: what is wrong with the body, named.
+    let row = db
+        .client()
+        .query_one(
+            "SELECT user_id, (extract(epoch FROM session_start) * 1000)::bigint, (extract(epoch FROM session_end) * 1000)::bigint
+             FROM sessions WHERE event_count >= 2 ORDER BY user_id, session_start LIMIT 1",
+            &[],
+        )
+        .unwrap();
+    let good: Value = serde_json::from_str(&session_body(&file, row.get(0), row.get(1), row.get(2))).unwrap();
+    let first = good["events"][0].clone();
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut body = good.clone();
+        f(&mut body);
+        body.to_string()
+    };
+    let cases: Vec<(String, &str, &str)> = vec![
+        ("not json".into(), "body", "not JSON"),
+        ("{}".into(), "events", "array"),
+        (r#"{"events": []}"#.into(), "events", "1 to"),
+        (with(&|b| b["events"][1]["price"] = "free".into()), "events", "events[1] is not an event"),
+        (with(&|b| b["events"][0].as_object_mut().unwrap().remove("event_id").map(|_| ()).unwrap()), "events", "events[0]"),
+        (with(&|b| b["events"][1]["user_id"] = "someone-else".into()), "events", "events[1].user_id"),
+        (
+            with(&|b| {
+                let mut later = first.clone();
+                later["event_id"] = "later".into();
+                later["event_time"] = "2030-01-01T00:00:00Z".into();
+                b["events"].as_array_mut().unwrap().push(later);
+            }),
+            "events",
+            "future_event_time",
+        ),
+        (
+            with(&|b| {
+                let mut later = first.clone();
+                later["event_id"] = "two-hours-later".into();
+                let t = dataflows::time::parse_rfc3339(first["event_time"].as_str().unwrap()).unwrap() + 2 * 3_600_000;
+                later["event_time"] = dataflows::time::format_rfc3339(t).into();
+                b["events"].as_array_mut().unwrap().push(later);
+            }),
+            "events",
+            "more than one session",
+        ),
+    ];
+    for (body, field, says) in cases {
+        let (status, answer) = server.post("/v1/score", &body);
+        assert_eq!((status, &answer["field"]), (400, &field.into()), "{body}: {answer}");
+        assert!(answer["error"].as_str().unwrap().contains(says), "{body}: {answer}");
+    }
+    let (status, answer) = server.post("/v1/score?model_version=forest-1999-01-01", &good.to_string());
+    assert_eq!(status, 404, "{answer}");
+}
+
+#[test]
+fn scoring_a_session_gives_what_the_pipeline_stored() {
+    let (db, file) = filled("serve_score");
+    let server = Server::start(&db.url, &[], "serve-score");
+    let mut client = db.client();
+    let ms = |c: &str| format!("(extract(epoch FROM {c}) * 1000)::bigint");
+    // Flagged sessions, scored by a forest: the same score, reasons and version.
+    let flagged = client
+        .query(
+            &format!(
+                "SELECT user_id, {}, {}, score, reasons, model_version FROM session_risk WHERE model_version LIKE 'forest-%'
+                 ORDER BY user_id LIMIT 5",
+                ms("session_start"),
+                ms("session_end")
+            ),
+            &[],
+        )
+        .unwrap();
+    assert_eq!(flagged.len(), 5, "sessions flagged by a forest version");
+    for r in &flagged {
+        let (user, version): (String, String) = (r.get(0), r.get(5));
+        let (status, answer) = server.post(&format!("/v1/score?model_version={version}"), &session_body(&file, &user, r.get(1), r.get(2)));
+        assert_eq!(status, 200, "{answer}");
+        let reasons: Vec<String> = r.get(4);
+        assert_eq!(answer["score"], i64::from(r.get::<_, i16>(3)), "{user}: {answer}");
+        assert_eq!(answer["reasons"], serde_json::json!(reasons), "{user}: {answer}");
+        assert_eq!((&answer["model_version"], &answer["flagged"]), (&version.clone().into(), &true.into()), "{answer}");
+    }
+    // Shoppers' sessions of the second day, not flagged: below the threshold by that day's
+    // version; and the latest version is the default.
+    let calm = client
+        .query(
+            &format!(
+                "SELECT s.user_id, {}, {}, m.model_version FROM sessions s
+                 JOIN risk_models m ON m.valid_from = date_trunc('day', (s.session_end + interval '30 minutes') AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+                 WHERE m.model_version LIKE 'forest-%' AND s.event_count >= 3
+                     AND NOT EXISTS (SELECT 1 FROM session_risk r WHERE r.user_id = s.user_id AND r.session_start = s.session_start)
+                 ORDER BY s.user_id LIMIT 20",
+                ms("s.session_start"),
+                ms("s.session_end")
+            ),
+            &[],
+        )
+        .unwrap();
+    assert_eq!(calm.len(), 20);
+    for r in &calm {
+        let (user, version): (String, String) = (r.get(0), r.get(3));
+        let (status, answer) = server.post(&format!("/v1/score?model_version={version}"), &session_body(&file, &user, r.get(1), r.get(2)));
+        assert_eq!(status, 200, "{answer}");
+        assert!(answer["score"].as_u64().unwrap() < 70 && answer["flagged"] == false, "{user}: {answer}");
+        assert_eq!(answer["features"]["events"], answer["events"], "{answer}");
+    }
+    let latest: String = client.query_one("SELECT model_version FROM risk_models ORDER BY valid_from DESC LIMIT 1", &[]).unwrap().get(0);
+    let r = &calm[0];
+    let (_, answer) = server.post("/v1/score", &session_body(&file, r.get(0), r.get(1), r.get(2)));
+    assert_eq!(answer["model_version"], latest, "{answer}");
+    // The user's page shows the flagged session's risk.
+    let user: String = flagged[0].get(0);
+    let (status, body) = server.json(&format!("/v1/users/{user}"));
+    assert_eq!(status, 200, "{body}");
+    assert!(body["flagged_sessions"].as_i64().unwrap() >= 1, "{body}");
+    let risky: Vec<&Value> = body["sessions"].as_array().unwrap().iter().filter(|s| !s["risk_score"].is_null()).collect();
+    assert!(!risky.is_empty() && risky[0]["risk_reasons"].as_array().is_some_and(|r| !r.is_empty()), "{body}");
 }
 
 #[test]
@@ -175,6 +323,11 @@ fn a_missing_or_silent_database_is_a_503_not_a_hang() {
     clickflow(&["process", "--input", empty.to_str().unwrap(), "--postgres", &pg.url("postgres"), "--quiet"]);
     let server = Server::start(&pg.url("postgres"), &["--db-timeout", "500ms"], "serve-restart");
     assert_eq!(server.json("/health").0, 200);
+    let one = r#"{"events": [{"event_id": "e1", "event_time": "2026-11-01T00:00:00Z", "event_type": "page_view", "user_id": "u1",
+        "session_id": "s1", "page": "/", "device": "mobile", "country": "DE", "referrer": "direct", "user_agent": "ua", "ip": "10.0.0.1"}]}"#;
+    let (status, body) = server.post("/v1/score", one);
+    assert_eq!(status, 503, "no session scored yet, no model version: {body}");
+    assert!(body["error"].as_str().unwrap().contains("no model version"), "{body}");
     pg.down();
     assert_eq!(server.json("/health").0, 503);
     pg.up();
@@ -187,7 +340,7 @@ fn a_missing_or_silent_database_is_a_503_not_a_hang() {
 
 #[test]
 fn concurrent_clients_all_get_their_answers() {
-    let db = filled("serve_load");
+    let (db, _) = filled("serve_load");
     let server = Server::start(&db.url, &[], "serve-load");
     let users: Vec<String> =
         db.client().query("SELECT DISTINCT user_id FROM sessions ORDER BY 1 LIMIT 50", &[]).unwrap().iter().map(|r| r.get(0)).collect();
