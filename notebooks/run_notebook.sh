@@ -7,6 +7,8 @@
 #     110,000 events, seed 4, with duplicates, late, malformed and out-of-order events) and
 #     `clickflow process`: weeks, so that shoppers come back over days and the cohorts,
 #     RFM scores and product pairs of the notebook's section 7 have something to show;
+#     2 % of the visits are bots, labelled in target/notebook/labels.csv (CLICKFLOW_LABELS),
+#     which section 8 evaluates session_risk against;
 #  3. `jupyter nbconvert --execute` with DATABASE_URL pointing at that database: an error
 #     in any cell (a failed assert included) fails the run;
 #  4. the database is dropped, whatever happened.
@@ -142,8 +144,11 @@ rm -rf "$out/plots" "$out/exploration.executed.ipynb"
 events=$out/events.jsonl
 # A fixed start in the past (same seed, same bytes): events more than 15 minutes ahead of the
 # wall clock would be dead letters.
+# 2 % of the visits are bots, their labels beside the stream for section 8 (the processor
+# never reads them).
+labels=$out/labels.csv
 "$bin" produce --days 28 --events-per-second 0.05 --start-time 2026-10-01T00:00:00Z --seed 4 --out "$events" \
-  --duplicates 0.01 --late 0.002 --malformed 0.002 --out-of-order 0.05 >&2 ||
+  --duplicates 0.01 --late 0.002 --malformed 0.002 --out-of-order 0.05 --bots 0.02 --labels "$labels" >&2 ||
   fail "clickflow produce failed"
 
 psql -X -q -v ON_ERROR_STOP=1 -d "$server_url" -c "CREATE DATABASE cf_notebook_$$" >&2 ||
@@ -160,6 +165,7 @@ mkdir -p "$out/ipython/profile_default"
 echo 'c.InteractiveShell.colors = "nocolor"' >"$out/ipython/profile_default/ipython_kernel_config.py"
 # JUPYTER_PREFER_ENV_PATH: the virtualenv's python3 kernel, not one a user installed in ~.
 env DATABASE_URL="$db_url" \
+  CLICKFLOW_LABELS="$labels" \
   CLICKFLOW_PLOT_DIR="$out/plots" \
   MPLBACKEND=Agg \
   IPYTHONDIR="$out/ipython" \

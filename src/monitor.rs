@@ -43,6 +43,8 @@ struct Snapshot {
     dead_letters: i64,
     by_reason: Vec<(String, i64)>,
     partitions: Vec<(String, Option<i64>, Option<String>, i64)>,
+    /// Sessions in `session_risk`, the latest one's `scored_at`, the latest model version.
+    risk: (i64, Option<String>, Option<String>),
 }
 
 /// The verdict and the rules it broke.
@@ -112,6 +114,11 @@ fn snapshot(client: &mut Client) -> Result<Option<Snapshot>> {
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
         .collect();
+    let r = client.query_one(
+        "SELECT (SELECT count(*) FROM session_risk), (SELECT max(scored_at)::text FROM session_risk),
+                (SELECT model_version FROM risk_models ORDER BY valid_from DESC LIMIT 1)",
+        &[],
+    )?;
     Ok(Some(Snapshot {
         run_id,
         report_age_s: p.get(1),
@@ -128,6 +135,7 @@ fn snapshot(client: &mut Client) -> Result<Option<Snapshot>> {
         dead_letters: p.get(12),
         by_reason,
         partitions,
+        risk: (r.get(0), r.get(1), r.get(2)),
     }))
 }
 
@@ -194,6 +202,9 @@ fn render(s: &Snapshot, h: &Health) -> String {
         let reasons: Vec<String> = s.by_reason.iter().map(|(r, n)| format!("{r} {n}")).collect();
         let _ = writeln!(out, "dead letters by reason: {}", reasons.join(", "));
     }
+    let (flagged, latest, model) = &s.risk;
+    let latest = latest.as_deref().map_or(String::new(), |t| format!(" (latest became final {t})"));
+    let _ = writeln!(out, "risk: {flagged} sessions flagged{latest}   model version: {}", model.as_deref().unwrap_or("none yet"));
     if !s.partitions.is_empty() {
         let _ = writeln!(out, "{:<28} {:>10} {:>12}  watermark", "partition", "lag", "input");
         for (source, lag, watermark, input) in &s.partitions {
@@ -225,6 +236,7 @@ mod tests {
             dead_letters: 3,
             by_reason: vec![("late".into(), 1)],
             partitions: vec![],
+            risk: (0, None, None),
         }
     }
 

@@ -21,7 +21,7 @@ fn replayed_db(label: &str, events: &str) -> TestDb {
     let dir = scratch(label);
     let file = dir.join("events.jsonl");
     let file = file.to_str().unwrap();
-    clickflow(&["produce", "--events", events, "--seed", "11", "--out", file, "--malformed", "0.002", "--late", "0.002"]);
+    clickflow(&["produce", "--events", events, "--seed", "11", "--out", file, "--malformed", "0.002", "--late", "0.002", "--bots", "0.05"]);
     let db = TestDb::new(label);
     clickflow(&["process", "--input", file, "--postgres", &db.url, "--quiet"]);
     db
@@ -53,6 +53,8 @@ fn monitor_once_judges_health() {
     let (ok, text) = monitor(&done.url, &[]);
     assert!(ok, "{text}");
     assert!(text.contains("HEALTHY (input ended, every row final)") && text.contains("dead letters by reason:"), "{text}");
+    let flagged: i64 = done.client().query_one("SELECT count(*) FROM session_risk", &[]).unwrap().get(0);
+    assert!(flagged > 0 && text.contains(&format!("risk: {flagged} sessions flagged (latest became final ")), "{text}");
     let (ok, text) = monitor(&done.url, &["--max-dead-letter-ratio", "0.0001"]);
     assert!(!ok && text.contains("dead-lettered"), "{text}");
 

@@ -9,7 +9,7 @@
    the dashboard provider (grafana/provisioning/dashboards/clickflow.yml) loads the folder
    docker-compose.yml mounts, and the data source's role can read every table.
 2. Data: `clickflow produce` (seed 3, 21 days of event time at 0.04 events/s: about 68,000
-   events with duplicates, late, malformed and out-of-order messages, shoppers coming back
+   events with duplicates, late, malformed and out-of-order messages, 2 % bot visits, shoppers coming back
    over the days) then `clickflow process` into a fresh database cf_dashboards_<pid>
    on the server of DATABASE_URL (default postgres://postgres@127.0.0.1:5432/clickflow);
    binary `<repo>/target/debug/clickflow`, overridable with CLICKFLOW_BIN.
@@ -71,8 +71,9 @@ COMPOSE = os.path.join(REPO, "docker-compose.yml")
 
 # three weeks of event time at a low rate (about 68,000 events, 5,600 shoppers): enough
 # days for cohorts with three weeks of retention, returning buyers for every RFM segment,
-# and products bought together in two orders or more (product_pairs)
-PRODUCE_FLAGS = ["--days", "21", "--events-per-second", "0.04", "--seed", "3", "--duplicates", "0.01",
+# and products bought together in two orders or more (product_pairs); 2 % of visits by bots
+# (session_risk)
+PRODUCE_FLAGS = ["--days", "21", "--events-per-second", "0.04", "--seed", "3", "--bots", "0.02", "--duplicates", "0.01",
                  "--late", "0.002", "--malformed", "0.002", "--out-of-order", "0.05"]
 # Grafana's default resolution when a panel sets no maxDataPoints (about a panel's width
 # in pixels); $__interval = range / resolution, raised to the panel's min interval, rounded.
