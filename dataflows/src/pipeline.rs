@@ -154,22 +154,17 @@ pub fn clickstream<'scope>(feeds: Feeds<'scope>, watermarks: Watermarks<'scope>,
     let rfm = sales.clone().by_epoch(watermarks.clone(), |_| 0, "Rfm", Rfm::default());
     // So do pairs: the count of all orders is in every lift.
     let pairs = sales.by_epoch(watermarks.clone(), |_| 0, "Pairs", Pairs::default());
-    // And the similar products: a session's products are counted together.
-    let viewed = sessions
-        .clone()
-        .flat_map(move |s| (s.is_final && !s.viewed.is_empty()).then_some((s.session_end + session_gap, s.viewed)))
-        .concat(feeds.viewed);
+    // The similar products and the risk scoring take the final sessions, each once.
+    let finals = sessions.clone().flat_map(move |s| {
+        let features = *s.features?;
+        let (user_id, session_start, session_end) = (s.user_id, s.session_start, s.session_end);
+        Some((FinalSession { final_at: session_end + session_gap, user_id, session_start, session_end, features }, s.viewed))
+    });
+    // A session's products are counted together.
+    let viewed = finals.clone().flat_map(|(s, viewed)| (!viewed.is_empty()).then_some((s.final_at, viewed))).concat(feeds.viewed);
     let similar = viewed.by_epoch(watermarks.clone(), |_| 0, "Similar", Similar::default());
-    // And the risk scoring: each day's model version learns from a sample of them all.
-    let risk = sessions
-        .clone()
-        .flat_map(move |s| {
-            let features = *s.features?;
-            let (user_id, session_start, session_end) = (s.user_id, s.session_start, s.session_end);
-            Some(Assess::Final(FinalSession { final_at: session_end + session_gap, user_id, session_start, session_end, features }))
-        })
-        .concat(feeds.risk)
-        .by_epoch(watermarks, |_| 0, "Risk", Risk::new(risk_threshold));
+    // Each day's model version learns from a sample of them all.
+    let risk = finals.map(|(s, _)| Assess::Final(s)).concat(feeds.risk).by_epoch(watermarks, |_| 0, "Risk", Risk::new(risk_threshold));
 
     sessions.map(Change::Session).concatenate([
         cohorts.map(Change::Cohort),

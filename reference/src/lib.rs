@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 pub mod parse;
 
 use dataflows::event::{Event, EventType, Reason, Text};
+use dataflows::operators::risk;
 use dataflows::operators::sessions::Click;
 use dataflows::pipeline::Settings;
 use dataflows::risk::features::Features;
@@ -161,15 +162,7 @@ fn risk(
         for s in sessions.values().filter(|s| start_of(final_at(s), DAY) == day) {
             let a = model.assess(s.features.as_deref().expect("final"));
             if a.score >= threshold {
-                let row = RiskRow {
-                    user_id: s.user_id.clone(),
-                    session_start: s.session_start,
-                    session_end: s.session_end,
-                    score: a.score,
-                    reasons: a.reasons.iter().map(|r| Text::new_static(r.as_str())).collect(),
-                    model_version: version.clone(),
-                    scored_at: final_at(s),
-                };
+                let row = risk::flagged(&s.user_id, (s.session_start, s.session_end), &a, &version, final_at(s));
                 flagged.insert((s.user_id.clone(), s.session_start), row);
             }
         }

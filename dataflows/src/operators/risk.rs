@@ -23,7 +23,7 @@ use super::by_epoch::EpochLogic;
 use super::cohorts::DAY;
 use crate::event::Text;
 use crate::risk::features::Features;
-use crate::risk::score::{sample_key, Model, SAMPLE};
+use crate::risk::score::{sample_key, Assessment, Model, SAMPLE};
 use crate::rows::{ModelRow, RiskRow};
 use crate::time::{window_start, Millis};
 
@@ -99,6 +99,20 @@ impl Risk {
     }
 }
 
+/// The `session_risk` row of a session `(start, end)` of `user_id` with assessment `a`
+/// by `version`, final at `final_at`.
+pub fn flagged(user_id: &Text, (start, end): (Millis, Millis), a: &Assessment, version: &Text, final_at: Millis) -> RiskRow {
+    RiskRow {
+        user_id: user_id.clone(),
+        session_start: start,
+        session_end: end,
+        score: a.score,
+        reasons: a.reasons.iter().map(|r| Text::new_static(r.as_str())).collect(),
+        model_version: version.clone(),
+        scored_at: final_at,
+    }
+}
+
 impl EpochLogic for Risk {
     type In = Assess;
     type Out = Assessed;
@@ -127,16 +141,7 @@ impl EpochLogic for Risk {
                 let (version, model) = self.version(window_start(s.final_at, DAY), out);
                 let a = model.assess(&s.features);
                 if a.score >= threshold {
-                    let row = RiskRow {
-                        user_id: s.user_id.clone(),
-                        session_start: s.session_start,
-                        session_end: s.session_end,
-                        score: a.score,
-                        reasons: a.reasons.iter().map(|r| Text::new_static(r.as_str())).collect(),
-                        model_version: version.clone(),
-                        scored_at: s.final_at,
-                    };
-                    out.push((Assessed::Risk(row), 1));
+                    out.push((Assessed::Risk(flagged(&s.user_id, (s.session_start, s.session_end), &a, version, s.final_at)), 1));
                 }
             }
             self.add_to_sample(s);
