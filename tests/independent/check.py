@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -144,6 +145,7 @@ RFM_COLS = {
     "m_score": "plain", "segment": "plain",
 }
 PAIRS_COLS = {"orders_together": "plain", "confidence": "float", "lift": "float"}
+SIMILAR_COLS = {"sessions_together": "plain", "similarity": "float"}
 EVENT_COLS = {c: "plain" for c in reference.EVENT_COLUMNS}
 EVENT_COLS.update(event_time="time", price="money")
 
@@ -214,6 +216,10 @@ def read_tables(url: str) -> dict:
         FROM product_pairs""")
     t["product_pairs"] = {(r.pop("product_id"), r.pop("other_product_id")): r for r in rows}
 
+    rows = query_rows(url, """
+        SELECT product_id, other_product_id, sessions_together, similarity FROM product_similar""")
+    t["product_similar"] = {(r.pop("product_id"), r.pop("other_product_id")): r for r in rows}
+
     t["dead_letters"] = query_rows(url, "SELECT source, reason, payload FROM dead_letters")
     prog = query_rows(url, f"""
         SELECT id, input_events, late_events, duplicate_events, dead_letters,
@@ -268,6 +274,9 @@ def replay_and_compare(rep: Report, binary: str, base_url: str, db: str, path: s
         rep.result("product_pairs" + suffix, compare("product_pairs", ref["product_pairs"],
                                             got["product_pairs"], PAIRS_COLS),
                    f"{len(got['product_pairs'])} rows")
+        rep.result("product_similar" + suffix, compare("product_similar", ref["product_similar"],
+                                              got["product_similar"], SIMILAR_COLS),
+                   f"{len(got['product_similar'])} rows")
 
         # dead letters: line number from the end of `source`, and reason
         problems = []
@@ -389,6 +398,25 @@ def main(argv=None) -> int:
             problems.append(f"product_pairs {key}: orders_together {got_n}, generator meant {want}")
     if ("P20031", "P20033") in pp and pp[("P20031", "P20033")]["confidence"] != 2 / 3:
         problems.append("product_pairs: P20031 is not held by 3 orders")
+    # product_similar (generate.similar_viewers): P22100 keeps c1..c9 and, of the exact tie,
+    # P22101 (not P22102); one-session pairs, split sessions and carts give no row
+    ps = ref["product_similar"]
+    kept = sorted(o for p, o in ps if p == "P22100")
+    want_kept = sorted(["P22101"] + [f"P{22103 + i}" for i in range(9)])
+    if kept != want_kept:
+        problems.append(f"product_similar: P22100 keeps {kept}, generator meant {want_kept}")
+    for key, want in [(("P22100", "P22101"), 3), (("P22101", "P22100"), 3), (("P22102", "P22100"), 2),
+                      (("P22100", "P22102"), None), (("P22130", "P22131"), 2),
+                      (("P22120", "P22121"), None), (("P22140", "P22141"), None),
+                      (("P22150", "P22151"), None)]:
+        got_n = ps[key]["sessions_together"] if key in ps else None
+        if got_n != want:
+            problems.append(f"product_similar {key}: sessions_together {got_n}, generator meant {want}")
+    if ("P22130", "P22131") in ps and ps[("P22130", "P22131")]["similarity"] != 1.0:
+        problems.append("product_similar: P22130 is not in exactly 2 sessions")
+    # as doubles, the cut one ranks above the kept one: a float comparison would differ
+    if not 3 / math.sqrt(3 * 18) < 2 / math.sqrt(3 * 8):
+        problems.append("product_similar: the tie is not one doubles get wrong")
     rep.result("generator intent (data set self-check)", problems)
 
     # Each data set twice: in the default epochs (one or two for this size) and in epochs

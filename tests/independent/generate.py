@@ -10,8 +10,9 @@ The same seed gives the same bytes. Later UTC days (cohorts) are
 appended after the first day's lines, drawn from a random stream of their own, so that
 the first day's lines are the same as without them; so are the purchases added for
 customer_rfm (rfm_buyers), after the later days' lines, and those added for
-product_pairs (pair_buyers), after them; the pairs' lines always end in "\n" and draw
-nothing, so every earlier line keeps its line end too.
+product_pairs (pair_buyers), after them, and the sessions added for product_similar
+(similar_viewers) last; these lines always end in "\n" and draw nothing, so every
+earlier line keeps its line end too.
 """
 
 from __future__ import annotations
@@ -83,6 +84,12 @@ EDGE_CASES = """\
   product twice in one order (counts once, in orders_together and in the orders holding
   it), and purchases without order_id ("" and null: one order each, not merged) whose
   products are together in one order only (see pair_buyers)
+- product_similar (contract §7): a product with 11 partners viewed in at least 2 common
+  sessions, the 10th and 11th tied exactly (3 / sqrt(3 x 18) and 2 / sqrt(3 x 8), which
+  doubles order the other way) and decided by other_product_id; a pair in one session
+  only; a product viewed three times in one session (counts once); views of one user 31
+  minutes apart (two sessions); a product added to the cart and bought but never viewed
+  (see similar_viewers)
 """
 
 CATEGORIES = ["books", "electronics", "garden", "toys", "fashion"]
@@ -703,6 +710,26 @@ def rfm_buyers(g: Gen, seed: int):
         g.rng = saved
 
 
+def anchors_from(g: Gen, start: int) -> list[tuple[int, int]]:
+    """Anchors: existing lines of day 2 from `start` on, in delivery order, each with the
+    largest event time delivered up to it (m), at least 60 s of m apart. A line delivered
+    right after an anchor's line (same key, later seq) with an event time in (m - 60 s, m]
+    is never late (W = m - 60 s), and never raises the largest event time, so every later
+    line meets the same W as without it."""
+    anchors, m = [], None
+    items = sorted(g.items)
+    for n, (key, seq, _) in enumerate(items):
+        if key >= MIDNIGHT:
+            assert seq in g.times, "a day-2 line without a known event time"
+        if seq in g.times:
+            m = g.times[seq] if m is None else max(m, g.times[seq])
+        last_of_key = n + 1 == len(items) or items[n + 1][0] != key
+        if (key >= start and last_of_key
+                and (not anchors or m >= anchors[-1][1] + 60_000)):
+            anchors.append((key, m))
+    return anchors
+
+
 def pair_buyers(g: Gen, seed: int):
     """product_pairs (contract §7): orders the rest of the data set lacks, of products
     nothing else buys (P20xxx). The hub P20020 is bought with P20013 in 4 orders (one
@@ -745,23 +772,8 @@ def pair_buyers(g: Gen, seed: int):
         # without order_id: two orders of one product each; together once in an order
         orders += [("", [hub]), (None, ["P20040"]), ("o-pair-hb", [hub, "P20040"])]
         users = [f"edge-pairs-{c}" for c in "abcd"]
-        # Anchors: existing lines of day 2 from 06:30 on, in delivery order, each with
-        # the largest event time delivered up to it (m). Every line here is delivered
-        # right after an anchor's line (same key, later seq) with an event time in
-        # (m - 60 s, m]: never late (W = m - 60 s), and it never raises the largest
-        # event time, so every later line meets the same W as without these lines.
         start = T0 + DAY + 6 * HOUR + 30 * MINUTE + rng.randrange(0, 5 * MINUTE)
-        anchors, m = [], None
-        items = sorted(g.items)
-        for n, (key, seq, _) in enumerate(items):
-            if key >= MIDNIGHT:
-                assert seq in g.times, "a day-2 line without a known event time"
-            if seq in g.times:
-                m = g.times[seq] if m is None else max(m, g.times[seq])
-            last_of_key = n + 1 == len(items) or items[n + 1][0] != key
-            if (key >= start and last_of_key
-                    and (not anchors or m >= anchors[-1][1] + 60_000)):
-                anchors.append((key, m))
+        anchors = anchors_from(g, start)
         # the lines of one anchor: its key, event times m - 10 s + i s (at most m)
         groups = [[base(g, user, 0, page="/pairs") for user in users]]
         for n, (order_id, products) in enumerate(orders):
@@ -785,6 +797,70 @@ def pair_buyers(g: Gen, seed: int):
                     g.emit(ev, key=key, nulls=("order_id",))
                 else:
                     g.emit(ev, key=key)
+    finally:
+        g.rng = saved
+        g.plain_end.update(range(first_seq + 1, g.seq + 1))
+
+
+def similar_viewers(g: Gen, seed: int):
+    """product_similar (contract §7): sessions of new users viewing products nothing else
+    views (P22xxx), each session one user's lines at one anchor (see anchors_from), 1 s
+    apart, from day 2 13:00 on (after pair_buyers'); drawn from a random stream of its own
+    and ending in "\n", like pair_buyers.
+
+    - T = P22100 is viewed in 3 sessions: two with b = P22101, a = P22102 and c1..c9 =
+      P22103..P22111, one with b alone. So T has 11 partners in 2 sessions or more; c1..c9
+      rank first (2 / sqrt(3 x 2)); b (3 sessions with T, 18 viewing it: 15 more sessions
+      view b alone) and a (2 with T, 8 viewing it: 6 more view a alone) tie exactly,
+      3 / sqrt(3 x 18) = 2 / sqrt(3 x 8), and the id keeps b and cuts a (as doubles b's is
+      the smaller, and a would be kept).
+    - P22120 and P22121 are in one session together only: no row.
+    - P22130 is viewed three times in a session with P22131, then once in another
+      session with it: sessions_together 2, 2 sessions viewing each, similarity 1.
+    - Two users each view P22140, then, 31 minutes later (more than the session gap),
+      P22141: two sessions each, no row; had the gap not split them, each user's one
+      session would view both: 2 sessions, a row.
+    - P22150 is viewed in two sessions that add P22151 to the cart and buy it: a cart add
+      and a purchase are no view, no row.
+    """
+    saved, g.rng = g.rng, random.Random(f"similar-viewers-{seed}")
+    rng = g.rng
+    first_seq = g.seq
+    try:
+        def view(pid):
+            return ("product_view", pid)
+
+        t, b, a = "P22100", "P22101", "P22102"
+        cs = [f"P{22103 + i}" for i in range(9)]
+        sessions: list[list[tuple[str, str]]] = []  # each: (event type, product) in order
+        sessions += [[view(p) for p in [t, b, a, *cs]] for _ in range(2)]
+        sessions.append([view(t), view(b)])
+        sessions += [[view(b)] for _ in range(15)] + [[view(a)] for _ in range(6)]
+        sessions.append([view("P22120"), view("P22121")])
+        sessions.append([view("P22130"), view("P22131"), view("P22130"), view("P22130")])
+        sessions.append([view("P22131"), view("P22130")])
+        sessions += [[view("P22150"), ("add_to_cart", "P22151"), ("purchase", "P22151")] for _ in range(2)]
+        start = T0 + DAY + 13 * HOUR + rng.randrange(0, 5 * MINUTE)
+        anchors = anchors_from(g, start)
+        placed: list[tuple[int, int, str, list]] = []  # (anchor key, m, user, lines)
+        for n, lines in enumerate(sessions):
+            key, m = anchors[n]
+            placed.append((key, m, f"edge-similar-{n:02d}", lines))
+        # the gap: one user's two sessions at anchors more than 31 minutes of m apart
+        n = len(sessions)
+        for user in ("edge-similar-gap-a", "edge-similar-gap-b"):
+            key, m = anchors[n]
+            later = next(i for i in range(n + 1, len(anchors)) if anchors[i][1] >= m + GAP + MINUTE)
+            placed.append((key, m, user, [view("P22140")]))
+            placed.append((*anchors[later], user, [view("P22141")]))
+            n = later + 1
+        assert placed[-1][0] < T0 + DAY + 20 * HOUR, "the sessions of similar_viewers run into day 3"
+        for key, m, user, lines in placed:
+            for i, (etype, pid) in enumerate(lines):
+                kw = {"price": rng.choice(PRICE_CENTS)} if etype != "product_view" else {}
+                ev = base(g, user, m - (len(lines) - 1 - i) * 1_000, etype, f"/product/{pid}", product_id=pid,
+                          category=CATEGORIES[int(pid[1:]) % len(CATEGORIES)], **kw)
+                g.emit(ev, key=key)
     finally:
         g.rng = saved
         g.plain_end.update(range(first_seq + 1, g.seq + 1))
@@ -928,6 +1004,7 @@ def generate(seed: int = 1) -> tuple[bytes, dict]:
     later_days(g, seed)
     rfm_buyers(g, seed)
     pair_buyers(g, seed)
+    similar_viewers(g, seed)
     g.items.sort(key=lambda it: (it[0], it[1]))
     lines = [it[2] for it in g.items]
     plain_end = [it[1] in g.plain_end for it in g.items]

@@ -12,8 +12,10 @@ returns every table keyed by its primary key.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import ipaddress
 import json
+import math
 import re
 import time
 from collections import defaultdict
@@ -24,6 +26,8 @@ FUTURE_TOLERANCE_MS = 15 * 60 * 1000
 DAY_MS = 86_400_000  # cohort_retention, customer_rfm: UTC calendar days of event time
 PAIRS_MIN_ORDERS = 2  # product_pairs: pairs in at least 2 orders
 PAIRS_PER_PRODUCT = 10  # product_pairs: the 10 best for each product_id
+SIMILAR_MIN_SESSIONS = 2  # product_similar: pairs viewed in at least 2 common sessions
+SIMILAR_PER_PRODUCT = 10  # product_similar: the 10 best for each product_id
 
 EVENT_TYPES = (
     "page_view",
@@ -339,18 +343,19 @@ def compute(
     for ev in accepted:
         by_user[ev["user_id"]].append(ev)
     sessions: dict[tuple, dict] = {}
+    viewed: list[set] = []  # per session: the products its product_views name
     for user, evs in by_user.items():
         evs.sort(key=lambda e: (e["event_time"], e["event_id"]))
         current: list[dict] = []
-        for ev in evs:
-            if current and ev["event_time"] - current[-1]["event_time"] >= session_gap_ms:
+        for ev in evs + [None]:
+            if current and (ev is None or ev["event_time"] - current[-1]["event_time"] >= session_gap_ms):
                 row = _session_row(user, current)
                 sessions[(user, row["session_start"])] = row
+                viewed.append({e["product_id"] for e in current
+                               if e["event_type"] == "product_view" and e["product_id"] is not None})
                 current = []
-            current.append(ev)
-        if current:
-            row = _session_row(user, current)
-            sessions[(user, row["session_start"])] = row
+            if ev is not None:
+                current.append(ev)
 
     # ---- traffic -----------------------------------------------------------------------
     traffic: dict[int, dict] = {}
@@ -496,6 +501,7 @@ def compute(
 
     customer_rfm = _customer_rfm(accepted)
     product_pairs = _product_pairs(accepted)
+    product_similar = _product_similar(viewed)
 
     return {
         "input_events": len(lines),
@@ -508,6 +514,7 @@ def compute(
         "cohort_retention": cohort_retention,
         "customer_rfm": customer_rfm,
         "product_pairs": product_pairs,
+        "product_similar": product_similar,
         "dead_letters": dead_letters,
         "duplicates": duplicates,
         "late": late,
@@ -614,7 +621,8 @@ def _product_pairs(accepted: list[dict]) -> dict:
         if ev["event_type"] != "purchase":
             continue
         assert ev["event_time"] < as_of
-        key = ("id", ev["order_id"]) if ev["order_id"] is not None else ("own", ev["event_id"])
+        # an order of its own: the purchase, as events_raw keys it
+        key = ("id", ev["order_id"]) if ev["order_id"] is not None else ("own", ev["event_id"], ev["event_time"])
         orders[key].add(ev["product_id"])
     all_orders = len(orders)
     holding: dict[str, int] = defaultdict(int)  # product -> orders holding it
@@ -638,6 +646,45 @@ def _product_pairs(accepted: list[dict]) -> dict:
                 "orders_together": n,
                 "confidence": n / holding[p],
                 "lift": n * all_orders / (holding[p] * holding[other]),
+            }
+    return out
+
+
+# ---- product_similar (contract §7) ------------------------------------------------------
+
+def _product_similar(viewed: list[set]) -> dict:
+    """Keyed by (product_id, other_product_id), from the products each session's
+    product_views name (a session counts once per product). At the end of a bounded input
+    every session is final. Ranked by similarity t / sqrt(n_p x n_q) descending, compared
+    exactly: for one product p, t1 / sqrt(n1) > t2 / sqrt(n2) exactly when
+    t1^2 x n2 > t2^2 x n1 (integers), then other_product_id ascending."""
+    sessions_viewing: dict[str, int] = defaultdict(int)
+    together: dict[tuple, int] = defaultdict(int)
+    for products in viewed:
+        for p in products:
+            sessions_viewing[p] += 1
+            for q in products:
+                if q != p:
+                    together[(p, q)] += 1
+    partners: dict[str, list] = defaultdict(list)
+    for (p, q), n in together.items():
+        if n >= SIMILAR_MIN_SESSIONS:
+            partners[p].append((q, n))
+
+    def better(x, y) -> int:
+        (qx, tx), (qy, ty) = x, y
+        left, right = tx * tx * sessions_viewing[qy], ty * ty * sessions_viewing[qx]
+        if left != right:
+            return -1 if left > right else 1
+        return -1 if qx < qy else 1 if qx > qy else 0
+
+    out = {}
+    for p, lst in partners.items():
+        lst.sort(key=functools.cmp_to_key(better))
+        for q, n in lst[:SIMILAR_PER_PRODUCT]:
+            out[(p, q)] = {
+                "sessions_together": n,
+                "similarity": n / math.sqrt(sessions_viewing[p] * sessions_viewing[q]),
             }
     return out
 
