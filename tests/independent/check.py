@@ -32,6 +32,7 @@ sys.dont_write_bytecode = True  # leave no __pycache__ in the work tree
 import generate  # noqa: E402
 from pgcheck import Report, psql, remove_scratch, with_database  # noqa: E402
 import reference  # noqa: E402
+import risk  # noqa: E402
 
 REL_TOL = 1e-9
 
@@ -145,6 +146,7 @@ RFM_COLS = {
     "m_score": "plain", "segment": "plain",
 }
 PAIRS_COLS = {"orders_together": "plain", "confidence": "float", "lift": "float"}
+SESSION_GAP_MS = 30 * 60_000  # the processor's default, as reference.compute's
 SIMILAR_COLS = {"sessions_together": "plain", "similarity": "float"}
 EVENT_COLS = {c: "plain" for c in reference.EVENT_COLUMNS}
 EVENT_COLS.update(event_time="time", price="money")
@@ -220,6 +222,15 @@ def read_tables(url: str) -> dict:
         SELECT product_id, other_product_id, sessions_together, similarity FROM product_similar""")
     t["product_similar"] = {(r.pop("product_id"), r.pop("other_product_id")): r for r in rows}
 
+    rows = query_rows(url, f"""
+        SELECT user_id, {ms('session_start')}, {ms('session_end')}, score, array_to_json(reasons) AS reasons,
+               model_version, {ms('scored_at')} FROM session_risk""")
+    t["session_risk"] = {(r.pop("user_id"), r.pop("session_start")): r for r in rows}
+    rows = query_rows(url, f"""
+        SELECT model_version, {ms('valid_from')}, sessions, jsonb_typeof(model->'forest') = 'object' AS has_forest
+        FROM risk_models""")
+    t["risk_models"] = {r.pop("model_version"): r for r in rows}
+
     t["dead_letters"] = query_rows(url, "SELECT source, reason, payload FROM dead_letters")
     prog = query_rows(url, f"""
         SELECT id, input_events, late_events, duplicate_events, dead_letters,
@@ -277,6 +288,9 @@ def replay_and_compare(rep: Report, binary: str, base_url: str, db: str, path: s
         rep.result("product_similar" + suffix, compare("product_similar", ref["product_similar"],
                                               got["product_similar"], SIMILAR_COLS),
                    f"{len(got['product_similar'])} rows")
+        rep.result("session_risk, risk_models" + suffix,
+                   risk.check(ref["session_events"], got["session_risk"], got["risk_models"], SESSION_GAP_MS),
+                   f"{len(got['session_risk'])} sessions flagged, versions {sorted(got['risk_models'])}")
 
         # dead letters: line number from the end of `source`, and reason
         problems = []
@@ -417,6 +431,18 @@ def main(argv=None) -> int:
     # as doubles, the cut one ranks above the kept one: a float comparison would differ
     if not 3 / math.sqrt(3 * 18) < 2 / math.sqrt(3 * 8):
         problems.append("product_similar: the tie is not one doubles get wrong")
+    # session_risk (generate.risky_sessions): each rule met exactly, and missed by one
+    for name, want in [("stuffer-12", ["cart_stuffing"]), ("stuffer-11", []), ("stuffer-12-checkout", []),
+                       ("sweep-20", ["catalogue_sweep", "machine_pace"]), ("sweep-19", []),
+                       ("sweep-20-cart", ["machine_pace"]),
+                       ("tester-1999", ["repeated_small_purchases"]), ("tester-2000", []),
+                       ("declined-3", ["declined_checkouts"]), ("declined-2", []),
+                       ("pace-5000", ["machine_pace"]), ("pace-5001", []), ("pace-even", []),
+                       ("bulk-5", ["bulk_cart_adds"]), ("bulk-4", [])]:
+        found = [evs for (user, _), evs in ref["session_events"].items() if user == f"edge-risk-{name}"]
+        got_reasons = [risk.rule_reasons(evs) for evs in found]
+        if got_reasons != [want]:
+            problems.append(f"session_risk edge-risk-{name}: rules {got_reasons}, generator meant [{want}]")
     rep.result("generator intent (data set self-check)", problems)
 
     # Each data set twice: in the default epochs (one or two for this size) and in epochs

@@ -11,7 +11,7 @@ appended after the first day's lines, drawn from a random stream of their own, s
 the first day's lines are the same as without them; so are the purchases added for
 customer_rfm (rfm_buyers), after the later days' lines, and those added for
 product_pairs (pair_buyers), after them, and the sessions added for product_similar
-(similar_viewers) last; these lines always end in "\n" and draw nothing, so every
+(similar_viewers) and for session_risk (risky_sessions) last; these lines always end in "\n" and draw nothing, so every
 earlier line keeps its line end too.
 """
 
@@ -90,6 +90,8 @@ EDGE_CASES = """\
   only; a product viewed three times in one session (counts once); views of one user 31
   minutes apart (two sessions); a product added to the cart and bought but never viewed
   (see similar_viewers)
+- session_risk (contract §8): every rule's threshold met exactly and missed by one, and
+  the median gap of an even number of gaps (see risky_sessions)
 """
 
 CATEGORIES = ["books", "electronics", "garden", "toys", "fashion"]
@@ -866,6 +868,81 @@ def similar_viewers(g: Gen, seed: int):
         g.plain_end.update(range(first_seq + 1, g.seq + 1))
 
 
+def risky_sessions(g: Gen, seed: int):
+    """session_risk (contract §8, the README's rules): sessions of new users, each at one
+    anchor (see anchors_from) from day 2 20:30 on, every rule's threshold met exactly and
+    missed by one: 12 cart adds and no checkout (cart_stuffing) and 11; 20 distinct
+    products viewed and no cart add (catalogue_sweep), 19, and 20 with a cart add (the
+    20-event ones also machine_pace: 1 s apart, as every session here, to stay within
+    the watermark delay of their anchor); three
+    purchases of one product averaging 19.99 (repeated_small_purchases) and averaging
+    20.00; 3 checkouts more than purchases (declined_checkouts) and 2; 20 events whose
+    median gap is 5,000 ms (machine_pace) and 5,001 ms, and 21 events (20 gaps: the upper
+    of the two middle ones counts) whose middle gaps are 500 and 5,001 ms; 5 cart adds one
+    of 5 units (bulk_cart_adds, 40 points: not flagged by the rule) and 4. Products
+    P23xxx, nothing else's; drawn from a random stream of its own, lines ending in "\n"."""
+    saved, g.rng = g.rng, random.Random(f"risky-sessions-{seed}")
+    rng = g.rng
+    first_seq = g.seq
+    try:
+        def paced(events: list[tuple], gaps: list[int]) -> list[tuple]:
+            """(offset ms, event type, product, quantity, price) from gaps between events."""
+            t, out = 0, []
+            for n, (etype, pid, qty, price) in enumerate(events):
+                t += gaps[n - 1] if n else 0
+                out.append((t, etype, pid, qty, price))
+            return out
+
+        def evenly(events: list[tuple]) -> list[tuple]:
+            return paced(events, [1_000] * len(events))
+
+        def adds(n: int, qty=lambda i: 1, base_id: int = 23000) -> list[tuple]:
+            return [("add_to_cart", f"P{base_id + i}", qty(i), 1999) for i in range(n)]
+
+        def views(n: int, base_id: int) -> list[tuple]:
+            return [("product_view", f"P{base_id + i}", None, None) for i in range(n)]
+
+        checkout = ("begin_checkout", None, None, None)
+        page = ("page_view", None, None, None)
+
+        def bought(price):
+            return ("purchase", "P23300", 1, price)
+
+        sessions = {
+            "stuffer-12": evenly(adds(12)),
+            "stuffer-11": evenly(adds(11)),
+            "stuffer-12-checkout": evenly(adds(12) + [checkout]),
+            "sweep-20": evenly(views(20, 23100)),
+            "sweep-19": evenly(views(19, 23200)),
+            "sweep-20-cart": evenly(views(20, 23400) + adds(1, base_id=23400)),
+            "tester-1999": evenly([checkout, bought(1999), checkout, bought(1999), checkout, bought(1999)]),
+            "tester-2000": evenly([checkout, bought(1999), checkout, bought(2001), checkout, bought(2000)]),
+            "declined-3": evenly([checkout] * 4 + [bought(5000)]),
+            "declined-2": evenly([checkout] * 3 + [bought(5000)]),
+            "pace-5000": paced([page] * 20, [1_000] * 9 + [5_000] * 10),
+            "pace-5001": paced([page] * 20, [1_000] * 9 + [5_001] * 10),
+            "pace-even": paced([page] * 21, [500] * 10 + [5_001] * 10),
+            "bulk-5": evenly(adds(5, qty=lambda i: 5 if i == 2 else 1, base_id=23500)),
+            "bulk-4": evenly(adds(4, qty=lambda i: 5 if i == 2 else 1, base_id=23600)),
+        }
+        anchors = anchors_from(g, T0 + DAY + 20 * HOUR + 30 * MINUTE + rng.randrange(0, 5 * MINUTE))
+        assert len(anchors) > len(sessions), "too few anchors for risky_sessions"
+        for (key, m), (name, events) in zip(anchors, sessions.items()):
+            span = events[-1][0]
+            assert span < 60_000, f"{name} spans {span} ms: some of it would be late"
+            for offset, etype, pid, qty, price in events:
+                kw = {"quantity": qty} if qty is not None else {}
+                if price is not None:
+                    kw["price"] = price
+                if pid is not None:
+                    kw.update(product_id=pid, category=CATEGORIES[int(pid[1:]) % len(CATEGORIES)])
+                ev = base(g, f"edge-risk-{name}", m - span + offset, etype, f"/risk/{etype}", **kw)
+                g.emit(ev, key=key)
+    finally:
+        g.rng = saved
+        g.plain_end.update(range(first_seq + 1, g.seq + 1))
+
+
 def sized(line: bytes, size: int) -> bytes:
     """Pad the run of 1000 'A's in a line so that the line is exactly `size` bytes."""
     assert line.count(b"A" * 1000) == 1
@@ -1005,6 +1082,7 @@ def generate(seed: int = 1) -> tuple[bytes, dict]:
     rfm_buyers(g, seed)
     pair_buyers(g, seed)
     similar_viewers(g, seed)
+    risky_sessions(g, seed)
     g.items.sort(key=lambda it: (it[0], it[1]))
     lines = [it[2] for it in g.items]
     plain_end = [it[1] in g.plain_end for it in g.items]

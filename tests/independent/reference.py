@@ -344,6 +344,7 @@ def compute(
         by_user[ev["user_id"]].append(ev)
     sessions: dict[tuple, dict] = {}
     viewed: list[set] = []  # per session: the products its product_views name
+    session_events: dict[tuple, list] = {}  # (user, session_start) -> its events, in order
     for user, evs in by_user.items():
         evs.sort(key=lambda e: (e["event_time"], e["event_id"]))
         current: list[dict] = []
@@ -351,6 +352,7 @@ def compute(
             if current and (ev is None or ev["event_time"] - current[-1]["event_time"] >= session_gap_ms):
                 row = _session_row(user, current)
                 sessions[(user, row["session_start"])] = row
+                session_events[(user, row["session_start"])] = current
                 viewed.append({e["product_id"] for e in current
                                if e["event_type"] == "product_view" and e["product_id"] is not None})
                 current = []
@@ -515,6 +517,7 @@ def compute(
         "customer_rfm": customer_rfm,
         "product_pairs": product_pairs,
         "product_similar": product_similar,
+        "session_events": session_events,
         "dead_letters": dead_letters,
         "duplicates": duplicates,
         "late": late,
