@@ -318,7 +318,7 @@ fn a_missing_or_silent_database_is_a_503_not_a_hang() {
 
     // A database that goes away while serving, and comes back.
     let pg = PgServer::start("serve");
-    let empty = scratch("serve-restart").join("empty.jsonl");
+    let empty = scratch("serve-restart-input").join("empty.jsonl");
     std::fs::write(&empty, "").unwrap();
     clickflow(&["process", "--input", empty.to_str().unwrap(), "--postgres", &pg.url("postgres"), "--quiet"]);
     let server = Server::start(&pg.url("postgres"), &["--db-timeout", "500ms"], "serve-restart");

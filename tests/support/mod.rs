@@ -71,9 +71,10 @@ fn with_database(url: &str, db: &str) -> String {
     }
 }
 
-/// A scratch directory under the target folder, emptied first.
+/// A scratch directory under the target folder, emptied first. Labels are unique among
+/// the tests, so the next run reuses (and empties) the same directory.
 pub fn scratch(label: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{label}-{}", std::process::id()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(label);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
