@@ -34,7 +34,8 @@ pg_bin() {
   return 1
 }
 as_postgres() {
-  if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$*"; else sh -c "$*"; fi
+  # From /: the postgres user may not reach the current directory.
+  if [ "$(id -u)" = 0 ]; then (cd / && su postgres -s /bin/sh -c "$*"); else sh -c "$*"; fi
 }
 answers() { pg_isready -q -h 127.0.0.1 -p "$port" 2>/dev/null; }
 
@@ -48,12 +49,21 @@ if answers; then
   echo "PostgreSQL already answers on 127.0.0.1:$port" >&2
 else
   bin=$(pg_bin)
-  if [ "$(id -u)" = 0 ]; then chown postgres "$data"; fi
-  if [ ! -f "$data/postgres/PG_VERSION" ]; then
-    as_postgres "'$bin/initdb' -D '$data/postgres' -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null"
+  pgdata=$data/postgres
+  if [ "$(id -u)" = 0 ]; then
+    chown postgres "$data"
+    # The server runs as the postgres user, who may not reach a checkout under a private
+    # directory (mktemp's are 0700): its files then go to that user's home.
+    if ! su postgres -s /bin/sh -c "test -w '$data'"; then
+      pgdata=$(getent passwd postgres | cut -d: -f6)/clickflow-$port
+    fi
   fi
-  as_postgres "'$bin/pg_ctl' -D '$data/postgres' -l '$data/postgres.log' -w -o \"-p $port -k /tmp -c listen_addresses=127.0.0.1 -c shared_buffers=1GB -c max_wal_size=8GB -c checkpoint_timeout=30min\" start >/dev/null"
-  echo "PostgreSQL started on 127.0.0.1:$port (files in $data/postgres, log in $data/postgres.log)" >&2
+  echo "$pgdata" >"$data/postgres.dir"
+  if [ ! -f "$pgdata/PG_VERSION" ]; then
+    as_postgres "'$bin/initdb' -D '$pgdata' -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null"
+  fi
+  as_postgres "'$bin/pg_ctl' -D '$pgdata' -l '$pgdata.log' -w -o \"-p $port -k /tmp -c listen_addresses=127.0.0.1 -c shared_buffers=1GB -c max_wal_size=8GB -c checkpoint_timeout=30min\" start >/dev/null"
+  echo "PostgreSQL started on 127.0.0.1:$port (files in $pgdata, log in $pgdata.log)" >&2
 fi
 if ! psql -h 127.0.0.1 -p "$port" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1; then
   psql -q -h 127.0.0.1 -p "$port" -U postgres -c "CREATE DATABASE \"$db\""

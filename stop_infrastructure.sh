@@ -12,7 +12,9 @@ if [ -f "$data/broker.pid" ]; then
   kill "$(cat "$data/broker.pid")" 2>/dev/null && echo "development broker stopped"
   rm -f "$data/broker.pid" "$data/broker.addr"
 fi
-if [ -f "$data/postgres/postmaster.pid" ]; then
+# Where start_infrastructure.sh put the server's files.
+pgdata=$(cat "$data/postgres.dir" 2>/dev/null || echo "$data/postgres")
+if [ -f "$pgdata/postmaster.pid" ]; then
   bin=$(dirname "$(command -v pg_ctl 2>/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl | head -1)")
-  if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "'$bin/pg_ctl' -D '$data/postgres' -w stop"; else "$bin/pg_ctl" -D "$data/postgres" -w stop; fi
+  if [ "$(id -u)" = 0 ]; then (cd / && su postgres -s /bin/sh -c "'$bin/pg_ctl' -D '$pgdata' -w stop"); else "$bin/pg_ctl" -D "$pgdata" -w stop; fi
 fi
