@@ -8,8 +8,9 @@
 //! computes no figure of its own: the tables' rows are served as they are, and a session
 //! is scored by the pipeline's own code (the event parser, `risk::features`,
 //! `risk::score`). Every answer
-//! is JSON (but `/metrics`); bad input is a 400 naming the field, an unknown id a 404, and
-//! a database that does not answer within `--db-timeout` a 503, never a hang.
+//! is JSON (but `/metrics`); bad input is a 400 naming the field, a `POST /v1/score` body
+//! over 16 MiB a 413, an unknown id a 404, and a database that does not answer within
+//! `--db-timeout` a 503, never a hang.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,13 +19,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use axum::body::Bytes;
-use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
@@ -59,6 +62,9 @@ const SESSIONS_MAX: i64 = 1000;
 const ID_MAX_BYTES: usize = 256;
 /// Events `POST /v1/score` takes at most.
 const SCORE_EVENTS_MAX: usize = 10_000;
+/// The longest `POST /v1/score` body: room for [`SCORE_EVENTS_MAX`] events of 1.6 KiB
+/// (a simulated event is about 350 bytes).
+const SCORE_BODY_MAX: usize = 16 << 20;
 
 struct Served {
     pool: Pool,
@@ -104,7 +110,7 @@ async fn serve(options: Options, stop: Arc<AtomicBool>) -> Result<()> {
         .route("/metrics", get(metrics))
         .route("/v1/users/{user_id}", get(user))
         .route("/v1/products/{product_id}/recommendations", get(recommendations))
-        .route("/v1/score", post(score))
+        .route("/v1/score", post(score).layer(DefaultBodyLimit::max(SCORE_BODY_MAX)))
         .fallback(|| async { ApiError::NotFound("no such route: see the README's API section".into()) })
         .layer(axum::middleware::from_fn_with_state(served.clone(), move |state, request, next| {
             account(state, request, next, request_timeout)
@@ -143,6 +149,8 @@ enum ApiError {
     BadRequest { field: &'static str, message: String },
     /// 404.
     NotFound(String),
+    /// 413: the body is longer than its route takes.
+    TooLarge(String),
     /// 503: the database did not answer, or the request took too long.
     Unavailable(String),
 }
@@ -152,6 +160,7 @@ impl IntoResponse for ApiError {
         let (status, body) = match self {
             ApiError::BadRequest { field, message } => (StatusCode::BAD_REQUEST, json!({ "error": message, "field": field })),
             ApiError::NotFound(message) => (StatusCode::NOT_FOUND, json!({ "error": message })),
+            ApiError::TooLarge(message) => (StatusCode::PAYLOAD_TOO_LARGE, json!({ "error": message, "field": "body" })),
             ApiError::Unavailable(message) => (StatusCode::SERVICE_UNAVAILABLE, json!({ "error": message })),
         };
         (status, Json(body)).into_response()
@@ -194,9 +203,9 @@ impl Served {
         if let Some(model) = self.models.lock().expect("not poisoned").get(&version) {
             return Ok((version, model.clone()));
         }
-        let stored = self.json("SELECT (SELECT model FROM risk_models WHERE model_version = $1)", &[&version]).await?;
-        let model: Model = serde_json::from_value(stored)
-            .map_err(|e| ApiError::Unavailable(format!("model version {version} in risk_models does not read: {e}")))?;
+        let stored = self.json("SELECT to_json((SELECT model::text FROM risk_models WHERE model_version = $1))", &[&version]).await?;
+        let model = Model::read(stored.as_str().unwrap_or_default())
+            .map_err(|e| ApiError::Unavailable(format!("model version {version} in risk_models cannot be used: {e}")))?;
         let model = Arc::new(model);
         self.models.lock().expect("not poisoned").insert(version.clone(), model.clone());
         Ok((version, model))
@@ -343,8 +352,12 @@ async fn recommendations(State(served): State<Arc<Served>>, Path(product_id): Pa
 async fn score(
     State(served): State<Arc<Served>>,
     Query(query): Query<BTreeMap<String, String>>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(format!("the body is longer than {} MiB", SCORE_BODY_MAX >> 20)),
+        _ => ApiError::BadRequest { field: "body", message: format!("the body cannot be read: {}", e.body_text()) },
+    })?;
     let events = session_events(&body, served.session_gap, now_ms())?;
     let (version, model) = served.model(query.get("model_version")).await?;
     let clicks: Vec<Click> = events.iter().map(|e| Click::of(e).1).collect();
@@ -372,15 +385,19 @@ fn now_ms() -> Millis {
 /// gap of `gap` or more.
 fn session_events(body: &[u8], gap: Millis, now: Millis) -> Result<Vec<Event>, ApiError> {
     let bad = |field: &'static str, message: String| ApiError::BadRequest { field, message };
-    let body: Value = serde_json::from_slice(body).map_err(|e| bad("body", format!("the body is not JSON: {e}")))?;
-    let items = body.get("events").and_then(Value::as_array).ok_or_else(|| bad("events", "events must be an array of events".into()))?;
+    let body: BTreeMap<String, &RawValue> =
+        serde_json::from_slice(body).map_err(|e| bad("body", format!("the body is not JSON holding an object: {e}")))?;
+    let items: Vec<&RawValue> = body
+        .get("events")
+        .and_then(|v| serde_json::from_str(v.get()).ok())
+        .ok_or_else(|| bad("events", "events must be an array of events".into()))?;
     if items.is_empty() || items.len() > SCORE_EVENTS_MAX {
         return Err(bad("events", format!("events must hold 1 to {SCORE_EVENTS_MAX} events, not {}", items.len())));
     }
     let mut seen = HashSet::new();
     let mut events = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        let e = parse_event(item.to_string().as_bytes(), now)
+        let e = parse_event(item.get().as_bytes(), now)
             .map_err(|r| bad("events", format!("events[{i}] is not an event: {}: {}", r.reason.as_str(), r.detail)))?;
         if let Some(first) = events.first().filter(|f: &&Event| f.user_id != e.user_id) {
             let message = format!("events[{i}].user_id is {:?}, not {:?}: a session is one user's", e.user_id, first.user_id);

@@ -436,6 +436,50 @@ fn customer_analytics_survive_a_restart_in_the_middle_of_a_day() {
     assert_tables_eq(&actual_tables(&mut client), &expected_tables(&expected));
 }
 
+#[test]
+fn a_restart_keeps_the_model_version_of_a_day_before_the_open_rows() {
+    // With the watermark two hours behind and sessions ending after 30 minutes, a session
+    // can become final after a restart on a day before the earliest open row's. The first
+    // part ends just after midnight: W is still on the first day, whose sessions are final
+    // and were scored with its version (trained on no session), and nothing before
+    // midnight is open. The second part brings a session late on the first day: it is
+    // scored with that stored version, not one trained again on that day's sessions.
+    let dir = scratch("restart-version-day");
+    const DAY1: i64 = 1_793_491_200_000; // 2026-11-01T00:00:00Z
+    const MIN: i64 = 60_000;
+    let views = |user: &str, from: i64| (0..4).map(|k| page_view(&format!("{user}-{k}"), from + k * MIN, user)).collect::<Vec<_>>();
+    let mut first: Vec<String> = (0..20).flat_map(|u| views(&format!("shopper{u}"), DAY1 + 8 * 60 * MIN + u * 20 * MIN)).collect();
+    first.extend(views("midnight", DAY1 + 24 * 60 * MIN));
+    let second: Vec<String> = [views("owl", DAY1 + 23 * 60 * MIN), views("early", DAY1 + 28 * 60 * MIN)].concat();
+    let lines: Vec<Vec<u8>> = first.iter().chain(&second).map(|l| l.clone().into_bytes()).collect();
+    let expected = reference::compute(&lines, 120 * MIN, Settings::default(), now_ms());
+    let day1: Vec<&str> = expected.models.values().filter(|m| m.valid_from == DAY1).map(|m| &*m.model_version).collect();
+    assert_eq!(day1, ["rules-2026-11-01"], "the first day has a version: {:?}", expected.models.keys());
+
+    let broker = mock_broker("version-day", 1);
+    let brokers = broker.bootstrap_servers();
+    send(&brokers, "version-day", &first.iter().map(|l| (0, l)).collect::<Vec<_>>());
+    let db = TestDb::new("restart_version_day");
+    let mut client = db.client();
+    let live = ["process", "--brokers", &brokers, "--topic", "version-day", "--watermark-delay", "2h", "--postgres", &db.url, "--quiet"];
+    let mut run = spawn_clickflow(&live, &[], &dir, "first");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while last_progress_input(&mut client) < first.len() as i64 {
+        assert!(Instant::now() < deadline, "the first part was not processed: {}", stderr_of(&dir, "first"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(std::process::Command::new("kill").args(["-TERM", &run.id().to_string()]).status().unwrap().success());
+    assert!(wait(&mut run, Duration::from_secs(30), "the first run").success());
+    let open: Vec<String> =
+        client.query("SELECT user_id FROM sessions WHERE NOT is_final", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(open, ["midnight"], "only the session after midnight is open at the stop");
+
+    send(&brokers, "version-day", &second.iter().map(|l| (0, l)).collect::<Vec<_>>());
+    let rest = ["process", "--brokers", &brokers, "--topic", "version-day", "--watermark-delay", "2h", "--until-idle", "2s"];
+    clickflow(&[&rest[..], &["--postgres", &db.url, "--quiet"]].concat());
+    assert_tables_eq(&actual_tables(&mut client), &expected_tables(&expected));
+}
+
 /// `input_events` of the newest progress report, 0 before the first.
 fn last_progress_input(client: &mut postgres::Client) -> i64 {
     client.query_opt("SELECT input_events FROM pipeline_progress ORDER BY id DESC LIMIT 1", &[]).ok().flatten().map_or(0, |r| r.get(0))

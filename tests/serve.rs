@@ -229,8 +229,57 @@ fn bad_input_is_a_400_naming_the_field_and_unknown_ids_a_404() {
         assert_eq!((status, &answer["field"]), (400, &field.into()), "{body}: {answer}");
         assert!(answer["error"].as_str().unwrap().contains(says), "{body}: {answer}");
     }
+    // A key twice in an event: a dead letter for the processor, so a 400 here too.
+    let twice = format!(r#"{{"events":[{{"user_id":"someone-else",{}]}}"#, &first.to_string()[1..]);
+    let (status, answer) = server.post("/v1/score", &twice);
+    assert_eq!((status, &answer["field"]), (400, &"events".into()), "{twice}: {answer}");
+    assert!(answer["error"].as_str().unwrap().contains("events[0] is not an event"), "{answer}");
     let (status, answer) = server.post("/v1/score?model_version=forest-1999-01-01", &good.to_string());
     assert_eq!(status, 404, "{answer}");
+
+    // As many events as the README says (over axum's default body limit of 2 MB), one
+    // more, and a body over 16 MiB.
+    let at = dataflows::time::parse_rfc3339(first["event_time"].as_str().unwrap()).unwrap();
+    let many = |n: i64| {
+        let events: Vec<Value> = (0..n)
+            .map(|i| {
+                let mut e = first.clone();
+                e["event_id"] = format!("many-{i}").into();
+                e["event_time"] = dataflows::time::format_rfc3339(at - i * 100).into();
+                e
+            })
+            .collect();
+        serde_json::json!({ "events": events }).to_string()
+    };
+    let body = many(10_000);
+    assert!(body.len() > 2 << 20, "{} bytes", body.len());
+    let (status, answer) = server.post("/v1/score", &body);
+    assert_eq!((status, &answer["events"]), (200, &10_000.into()), "{}", answer["error"]);
+    let (status, answer) = server.post("/v1/score", &many(10_001));
+    assert_eq!((status, &answer["field"]), (400, &"events".into()), "{answer}");
+    let (open, close) = (r#"{"events": [""#, r#""]}"#);
+    let big = format!("{open}{}{close}", "x".repeat((16 << 20) + 1 - open.len() - close.len()));
+    let (status, text) = server.request("POST", "/v1/score", &big);
+    let answer: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    assert_eq!((status, &answer["field"]), (413, &"body".into()), "{answer}");
+
+    // A stored version this build cannot use: a 503 naming it, not a dropped connection.
+    let tamper = |name: &str, change: &str| {
+        let sql = format!(
+            "INSERT INTO risk_models (model_version, valid_from, sessions, model)
+             SELECT '{name}', valid_from - interval '{} days', sessions, {change}
+             FROM risk_models WHERE model_version LIKE 'forest-%' LIMIT 1",
+            1000 + name.len()
+        );
+        assert_eq!(db.client().execute(&sql, &[]).unwrap(), 1, "{sql}");
+    };
+    tamper("other-features", r#"jsonb_set(model, '{features}', '["log_events"]')"#);
+    tamper("past-the-features", r#"jsonb_set(model, '{forest,trees,0,0,Split,feature}', '40')"#);
+    for name in ["other-features", "past-the-features"] {
+        let (status, answer) = server.post(&format!("/v1/score?model_version={name}"), &good.to_string());
+        assert_eq!(status, 503, "{answer}");
+        assert!(answer["error"].as_str().unwrap().contains(&format!("model version {name} in risk_models cannot be used")), "{answer}");
+    }
 }
 
 #[test]

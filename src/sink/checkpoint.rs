@@ -7,16 +7,18 @@
 //! state an uninterrupted run would hold is argued at [`PgSink::open_state`]; the
 //! processor feeds them to the dataflow in its restore epoch.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
 use dataflows::event::{Event, EventType, Text};
 use dataflows::ingest::Counts;
+use dataflows::operators::cohorts::DAY;
 use dataflows::pipeline::RestoredPurchase;
-use dataflows::risk::score::{sample_key, SAMPLE};
+use dataflows::risk::score::{sample_key, Model, SAMPLE};
 use dataflows::rows::{ModelRow, Position};
-use dataflows::time::Millis;
+use dataflows::time::{window_start, Millis};
+use postgres::fallible_iterator::FallibleIterator;
 
 use super::postgres::PgSink;
 
@@ -129,9 +131,10 @@ impl PgSink {
     /// PostgreSQL): the returned events rebuild every session that ends at or after `L`,
     /// and those that are final reach the similar products again in the restore epoch.
     /// The risk scoring, alike, gets the events of the sessions that ended before `L` and
-    /// can be in its sample, and the stored model versions from the day of `L` (or of
-    /// the committed W) on: every session the restore makes final again ends at or after
-    /// `L`, and every version a committed session was scored with is stored.
+    /// can be in its sample, and the stored model versions from the day of `L` or of the
+    /// committed W, whichever is earlier, on: every session the restore makes final again
+    /// ends at or after `L`, every new one becomes final after W, and every version a
+    /// committed session was scored with is stored.
     pub fn open_state(&mut self, session_gap: Millis, watermark: Millis) -> Result<OpenState> {
         let client = self.client();
         let purchases = client
@@ -165,7 +168,7 @@ impl PgSink {
         let activity = match watermark {
             Millis::MAX => Vec::new(),
             w => {
-                let since = (w != Millis::MIN).then(|| instant(w - w.rem_euclid(86_400_000)));
+                let since = (w != Millis::MIN).then(|| instant(window_start(w, DAY)));
                 client
                     .query(
                         "SELECT user_id, (extract(epoch FROM date_trunc('day', event_time AT TIME ZONE 'UTC')) * 1000)::bigint,
@@ -179,18 +182,19 @@ impl PgSink {
                     .collect()
             }
         };
-        let bound: Option<SystemTime> = client
+        let bound_ms: Option<Millis> = client
             .query_one(
-                "SELECT least(
+                "SELECT (extract(epoch FROM least(
                      (SELECT min(session_start) FROM sessions WHERE NOT is_final),
                      (SELECT min(window_start) FROM traffic WHERE NOT is_final),
                      (SELECT min(window_start) FROM product_stats WHERE NOT is_final),
                      (SELECT min(window_start) FROM funnel WHERE NOT is_final),
-                     (SELECT min(window_start) FROM conversion WHERE NOT is_final))",
+                     (SELECT min(window_start) FROM conversion WHERE NOT is_final))) * 1000)::bigint",
                 &[],
             )
             .context("cannot find the open rows")?
             .get(0);
+        let bound = bound_ms.map(instant);
         let viewed = client
             .query(
                 "SELECT (extract(epoch FROM s.session_end) * 1000)::bigint, array_agg(DISTINCT e.product_id)
@@ -205,7 +209,7 @@ impl PgSink {
             .iter()
             .map(|r| (r.get(0), r.get::<_, Vec<&str>>(1).into_iter().map(Text::new).collect()))
             .collect();
-        let (risk_versions, risk_sample) = self.risk_state(bound, watermark)?;
+        let (risk_versions, risk_sample) = self.risk_state(bound_ms, watermark)?;
         let Some(bound) = bound else {
             return Ok(OpenState { events: Vec::new(), first_seen, activity, purchases, viewed, latest, risk_versions, risk_sample });
         };
@@ -228,47 +232,61 @@ impl PgSink {
     }
 
     /// The risk scoring's part of [`PgSink::open_state`], for the earliest open row's
-    /// start `bound` and the committed `watermark`.
-    fn risk_state(&mut self, bound: Option<SystemTime>, watermark: Millis) -> Result<(Vec<ModelRow>, Vec<Vec<Event>>)> {
+    /// start `bound` and the committed `watermark`: the versions valid from the UTC day
+    /// of the earlier of the two on. A session final after the restart ends at or after
+    /// `bound` (rebuilt) or becomes final after `watermark` (new; with a watermark delay
+    /// longer than the session gap, that can be a day before `bound`'s).
+    fn risk_state(&mut self, bound: Option<Millis>, watermark: Millis) -> Result<(Vec<ModelRow>, Vec<Vec<Event>>)> {
         let client = self.client();
         let from = match (bound, watermark) {
-            (Some(b), _) => Some(b),
-            (None, Millis::MIN | Millis::MAX) => None,
-            (None, w) => Some(instant(w)),
+            // Nothing was final: no version was stored.
+            (_, Millis::MIN) => None,
+            (b, Millis::MAX) => b,
+            (b, w) => Some(b.map_or(w, |b| b.min(w))),
         };
         let versions = match from {
             None => Vec::new(),
             Some(from) => client
                 .query(
                     "SELECT model_version, (extract(epoch FROM valid_from) * 1000)::bigint, sessions, model::text
-                     FROM risk_models WHERE valid_from > $1::timestamptz - interval '1 day'",
-                    &[&from],
+                     FROM risk_models WHERE valid_from >= $1",
+                    &[&instant(window_start(from, DAY))],
                 )
                 .context("cannot read the model versions from risk_models")?
                 .iter()
-                .map(|r| ModelRow {
-                    model_version: Text::new(r.get::<_, &str>(0)),
-                    valid_from: r.get(1),
-                    sessions: r.get(2),
-                    model: r.get(3),
+                .map(|r| {
+                    let row = ModelRow {
+                        model_version: Text::new(r.get::<_, &str>(0)),
+                        valid_from: r.get(1),
+                        sessions: r.get(2),
+                        model: r.get(3),
+                    };
+                    match Model::read(&row.model) {
+                        Ok(_) => Ok(row),
+                        Err(e) => Err(anyhow!("cannot restore model version {} from risk_models: {e}", row.model_version)),
+                    }
                 })
-                .collect(),
+                .collect::<Result<_>>()?,
         };
-        let mut sessions: Vec<(u64, String, Millis, Millis)> = client
-            .query(
-                "SELECT user_id, (extract(epoch FROM session_start) * 1000)::bigint, (extract(epoch FROM session_end) * 1000)::bigint
-                 FROM sessions WHERE is_final AND ($1::timestamptz IS NULL OR session_end < $1)",
-                &[&bound],
-            )
-            .context("cannot read the final sessions")?
-            .iter()
-            .map(|r| {
+        // The bottom-SAMPLE by key, streamed: a max-heap that never holds more.
+        let mut sessions: BinaryHeap<(u64, String, Millis, Millis)> = BinaryHeap::with_capacity(SAMPLE + 1);
+        {
+            let mut rows = client
+                .query_raw(
+                    "SELECT user_id, (extract(epoch FROM session_start) * 1000)::bigint, (extract(epoch FROM session_end) * 1000)::bigint
+                     FROM sessions WHERE is_final AND ($1::timestamptz IS NULL OR session_end < $1)",
+                    [bound.map(instant)],
+                )
+                .context("cannot read the final sessions")?;
+            while let Some(r) = rows.next().context("cannot read the final sessions")? {
                 let (user, start): (String, Millis) = (r.get(0), r.get(1));
-                (sample_key(&user, start), user, start, r.get(2))
-            })
-            .collect();
-        sessions.sort_unstable();
-        sessions.truncate(SAMPLE);
+                sessions.push((sample_key(&user, start), user, start, r.get(2)));
+                if sessions.len() > SAMPLE {
+                    sessions.pop();
+                }
+            }
+        }
+        let sessions = sessions.into_sorted_vec();
         let (users, starts, ends): (Vec<&str>, Vec<SystemTime>, Vec<SystemTime>) =
             sessions.iter().map(|(_, u, s, e)| (u.as_str(), instant(*s), instant(*e))).collect();
         let rows = client

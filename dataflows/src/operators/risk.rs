@@ -9,8 +9,8 @@
 //! it trains version D then, emits it for `risk_models`, and scores with it until a
 //! session final on a later day arrives. The sample keeps [`SAMPLE`] sessions' features.
 //!
-//! A restart feeds back (in the restore epoch) the stored versions a rebuilt session may
-//! need, and the sample of the final sessions that the restored events do not rebuild
+//! A restart feeds back (in the restore epoch) the stored versions a rebuilt or new
+//! session may need, read and checked by the restore (`Model::read`), and the sample of the final sessions that the restored events do not rebuild
 //! (`Inputs::restore_risk`): every version a committed session was scored with is
 //! stored, so a rebuilt or new session is scored as without the restart. Owns nothing
 //! else.
@@ -122,13 +122,10 @@ impl EpochLogic for Risk {
         match record {
             Assess::Final(s) => self.sessions.push((s, true)),
             Assess::Sampled(s) => self.sessions.push((s, false)),
-            Assess::Version(row) => match serde_json::from_str::<Model>(&row.model) {
-                Ok(model) => {
-                    self.versions.insert(row.valid_from, (row.model_version, model));
-                }
-                // Stored by this code; a version that does not read is trained again.
-                Err(e) => debug_assert!(false, "a stored model does not read: {e}"),
-            },
+            Assess::Version(row) => {
+                let model = Model::read(&row.model).expect("a restored version was read when restored");
+                self.versions.insert(row.valid_from, (row.model_version, model));
+            }
         }
     }
 

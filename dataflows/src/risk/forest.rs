@@ -111,6 +111,28 @@ impl Forest {
         Forest { trees, sample_size }
     }
 
+    /// Why it cannot score points of `width` features, if it cannot: a tree with no
+    /// node, a split on a feature past `width`, or a child that does not come after its
+    /// parent (as [`Forest::train`] lays them out, so every path ends).
+    pub fn check(&self, width: usize) -> Result<(), String> {
+        for (t, tree) in self.trees.iter().enumerate() {
+            if tree.is_empty() {
+                return Err(format!("tree {t} has no node"));
+            }
+            for (i, node) in tree.iter().enumerate() {
+                if let Node::Split { feature, below, above, .. } = node {
+                    if *feature >= width {
+                        return Err(format!("tree {t} node {i} splits on feature {feature}, of {width}"));
+                    }
+                    if [below, above].iter().any(|&&child| child <= i || child >= tree.len()) {
+                        return Err(format!("tree {t} node {i} has a child out of place"));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// How many trees it has.
     pub fn trees(&self) -> usize {
         self.trees.len()

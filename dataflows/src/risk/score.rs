@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::features::Features;
+use super::features::{Features, VECTOR};
 use super::forest::{Forest, Growth};
 use super::rules::{self, Reason};
 use crate::time::{format_rfc3339, Millis};
@@ -48,6 +48,9 @@ pub struct Model {
     pub valid_from: Millis,
     /// The sessions it was trained on.
     pub sessions: usize,
+    /// The names of the features its forest splits on, in order ([`VECTOR`] when
+    /// trained): a version stored by a build with other features is refused.
+    pub features: Vec<String>,
     /// `None` when fewer than [`MIN_SAMPLE`] sessions were final before `valid_from`.
     pub forest: Option<Forest>,
 }
@@ -70,7 +73,18 @@ impl Model {
             let vectors: Vec<Vec<f64>> = sample.iter().map(|f| f.vector()).collect();
             Forest::train(&vectors, Growth { seed: valid_from as u64, ..Growth::default() })
         });
-        Model { valid_from, sessions: sample.len(), forest }
+        Model { valid_from, sessions: sample.len(), features: VECTOR.map(String::from).to_vec(), forest }
+    }
+
+    /// A stored version (`risk_models.model`), checked: it has this build's features
+    /// and a forest that can score them.
+    pub fn read(json: &str) -> Result<Model, String> {
+        let model: Model = serde_json::from_str(json).map_err(|e| format!("it does not read as a model: {e}"))?;
+        if model.features != VECTOR {
+            return Err(format!("its features are {:?}, this build's {VECTOR:?}", model.features));
+        }
+        model.forest.as_ref().map_or(Ok(()), |f| f.check(VECTOR.len()))?;
+        Ok(model)
     }
 
     /// Its name in `session_risk.model_version` and `risk_models`: `forest-` or `rules-`
@@ -175,5 +189,29 @@ mod tests {
         let a = model.assess(&stuffer);
         assert_eq!(a.reasons.first(), Some(&Reason::CartStuffing));
         assert!(a.score >= 80);
+    }
+
+    #[test]
+    fn a_stored_version_reads_back_as_it_was_or_not_at_all() {
+        let sample: Vec<Features> = (0..300).map(shopper).collect();
+        let model = Model::train(D0, &sample.iter().collect::<Vec<_>>());
+        let json = serde_json::to_string(&model).unwrap();
+        assert_eq!(Model::read(&json), Ok(model.clone()), "every float as it was");
+        let stored: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert!(stored["forest"]["trees"][0][0]["Split"].is_object(), "the first tree splits at its root");
+        let refused = |change: &dyn Fn(&mut serde_json::Value)| {
+            let mut v = stored.clone();
+            change(&mut v);
+            Model::read(&v.to_string()).unwrap_err()
+        };
+        let features = refused(&|v| v["features"].as_array_mut().unwrap().truncate(11));
+        assert!(features.contains("its features are"), "{features}");
+        let feature = refused(&|v| v["forest"]["trees"][0][0]["Split"]["feature"] = 12.into());
+        assert!(feature.contains("splits on feature 12, of 12"), "{feature}");
+        let cycle = refused(&|v| v["forest"]["trees"][0][0]["Split"]["below"] = 0.into());
+        assert!(cycle.contains("child out of place"), "{cycle}");
+        let empty = refused(&|v| v["forest"]["trees"][1] = serde_json::json!([]));
+        assert!(empty.contains("tree 1 has no node"), "{empty}");
+        assert!(Model::read("{}").unwrap_err().contains("does not read"));
     }
 }
