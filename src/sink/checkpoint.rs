@@ -261,10 +261,9 @@ impl PgSink {
                         sessions: r.get(2),
                         model: r.get(3),
                     };
-                    match Model::read(&row.model) {
-                        Ok(_) => Ok(row),
-                        Err(e) => Err(anyhow!("cannot restore model version {} from risk_models: {e}", row.model_version)),
-                    }
+                    Model::read(&row.model)
+                        .map_err(|e| anyhow!("cannot restore model version {} from risk_models: {e}", row.model_version))?;
+                    Ok(row)
                 })
                 .collect::<Result<_>>()?,
         };

@@ -10,10 +10,10 @@
 //! session final on a later day arrives. The sample keeps [`SAMPLE`] sessions' features.
 //!
 //! A restart feeds back (in the restore epoch) the stored versions a rebuilt or new
-//! session may need, read and checked by the restore (`Model::read`), and the sample of the final sessions that the restored events do not rebuild
-//! (`Inputs::restore_risk`): every version a committed session was scored with is
-//! stored, so a rebuilt or new session is scored as without the restart. Owns nothing
-//! else.
+//! session may need, already checked by the restore (`Model::read`), and the sample of
+//! the final sessions that the restored events do not rebuild (`Inputs::restore_risk`):
+//! every version a committed session was scored with is stored, so a rebuilt or new
+//! session is scored as without the restart. Owns nothing else.
 
 use std::collections::BTreeMap;
 
